@@ -1,0 +1,43 @@
+# The README's two commands: `make demo` and `make test`. Everything else is a building block.
+SHELL := /bin/bash
+PYTHON_VERSION ?= 3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__UNIT_TEST_MODE := False
+
+.PHONY: install lint types unit integration e2e test demo bench clean
+
+$(UV):
+	python3 -m pip install --quiet uv || pip install --quiet uv
+
+$(VENV)/.installed: pyproject.toml | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON_VERSION) $(VENV)
+	$(UV) pip install --quiet --python $(PY) -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install the package with its dev extra
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+types: install
+	$(VENV)/bin/mypy --strict airflow_provider_venice
+
+unit: install
+	$(PY) -m pytest tests/unit -q
+
+integration: install
+	$(PY) -m pytest tests/integration -q -m integration
+
+e2e: install
+	$(PY) -m pytest tests/e2e -q -m e2e
+
+test: lint types ## every check: lint, types, unit, integration, e2e
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .airflow .demo .pytest_cache .mypy_cache .ruff_cache
