@@ -1,0 +1,261 @@
+"""The asynchronous Venice client (for triggers): a thin I/O half over :class:`ClientCore`."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import httpx
+
+from airflow_provider_venice.client._core import (
+    DEFAULT_BASE_URL,
+    DEFAULT_TIMEOUT,
+    MAX_ERROR_BODY,
+    MAX_STATUS_BODY,
+    AsyncVideoStream,
+    ClientCore,
+    Endpoint,
+    JobStatus,
+    ModelT,
+)
+from airflow_provider_venice.client._errors import (
+    DownloadUrlError,
+    VeniceError,
+    VeniceTransportError,
+    VideoNotReadyError,
+)
+from airflow_provider_venice.client._models import (
+    CompleteResponse,
+    CompleteVideoRequest,
+    ModelList,
+    QueueResponse,
+    QueueVideoRequest,
+    QuoteResponse,
+    QuoteVideoRequest,
+    RetrieveVideoRequest,
+    Transcription,
+    TranscriptionRequest,
+    _Request,
+)
+from airflow_provider_venice.client._retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+CHUNK_SIZE = 1024 * 1024
+
+
+class AsyncVeniceClient:
+    """Asynchronous client for the Venice video API; share one instance across triggers.
+
+    ``transport`` is the test seam (``httpx.MockTransport`` or the emulator's ASGI transport).
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._core = ClientCore(api_key, base_url, timeout, retry or RetryPolicy())
+        self._http = httpx.AsyncClient(transport=transport, **self._core.client_kwargs())
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"AsyncVeniceClient(base_url={self._core.base_url!r})"
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL, e.g. ``https://api.venice.ai/api/v1``."""
+        return self._core.base_url
+
+    async def __aenter__(self) -> AsyncVeniceClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the connection pool was closed."""
+        return self._http.is_closed
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def list_video_models(self) -> ModelList:
+        """``GET /models?type=video``: the video model catalogue."""
+        return await self._json(Endpoint.MODELS, None, ModelList)
+
+    async def quote(self, request: QuoteVideoRequest) -> float:
+        """``POST /video/quote``: the price in USD of a job (free; creates nothing)."""
+        return (await self._json(Endpoint.QUOTE, request, QuoteResponse)).quote
+
+    async def queue(self, request: QueueVideoRequest) -> QueueResponse:
+        """``POST /video/queue``: start a job, which charges; never resent when it may have arrived."""
+        return await self._json(Endpoint.QUEUE, request, QueueResponse)
+
+    async def retrieve_status(self, model: str, queue_id: str) -> JobStatus:
+        """``POST /video/retrieve`` for the job's status only; a finished video's body is not read."""
+        response = await self._open(Endpoint.RETRIEVE, RetrieveVideoRequest(model=model, queue_id=queue_id))
+        if self._core.is_video(response):
+            await response.aclose()
+            return self._core.video_status(response)
+        return self._core.json_status(await _read_capped(response, MAX_STATUS_BODY))
+
+    @asynccontextmanager
+    async def open_video(
+        self, model: str, queue_id: str, chunk_size: int = CHUNK_SIZE
+    ) -> AsyncIterator[AsyncVideoStream]:
+        """Stream a finished job's mp4 from ``/video/retrieve``, chunk by chunk."""
+        response = await self._open(Endpoint.RETRIEVE, RetrieveVideoRequest(model=model, queue_id=queue_id))
+        try:
+            if not self._core.is_video(response):
+                status = self._core.json_status(await _read_capped(response, MAX_STATUS_BODY))
+                raise VideoNotReadyError(
+                    queue_id, status.state, f": {status.message}" if status.message else ""
+                )
+            yield AsyncVideoStream(
+                response.headers.get("content-type"),
+                self._core.content_length(response),
+                _guarded(response.aiter_bytes(chunk_size), Endpoint.RETRIEVE.path),
+            )
+        finally:
+            await response.aclose()
+
+    async def download_video(
+        self,
+        model: str,
+        queue_id: str,
+        sink: Callable[[bytes], Awaitable[object] | object],
+        chunk_size: int = CHUNK_SIZE,
+    ) -> int:
+        """Stream a finished job's mp4 into ``sink`` (sync or async) chunk by chunk; return the byte count."""
+        async with self.open_video(model, queue_id, chunk_size) as video:
+            return await _drain(video.chunks, sink)
+
+    @asynccontextmanager
+    async def open_download_url(
+        self, url: str, chunk_size: int = CHUNK_SIZE
+    ) -> AsyncIterator[AsyncVideoStream]:
+        """Stream a VPS job's mp4 from its ``download_url`` (a plain GET, never with the API key)."""
+        response = await self._send_plain("GET", url)
+        try:
+            yield AsyncVideoStream(
+                response.headers.get("content-type"),
+                self._core.content_length(response),
+                _guarded(response.aiter_bytes(chunk_size), "download_url"),
+            )
+        finally:
+            await response.aclose()
+
+    async def delete_download_url(self, url: str) -> bool:
+        """Delete a VPS job's file behind ``download_url``; False when it was already gone (404)."""
+        try:
+            await (await self._send_plain("DELETE", url)).aclose()
+        except DownloadUrlError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def complete(self, model: str, queue_id: str) -> CompleteResponse:
+        """``POST /video/complete``: finalise the job, which deletes Venice's copy of the media."""
+        return await self._json(
+            Endpoint.COMPLETE, CompleteVideoRequest(model=model, queue_id=queue_id), CompleteResponse
+        )
+
+    async def transcribe(self, url: str, response_format: str = "json") -> Transcription:
+        """``POST /video/transcriptions``: transcribe a YouTube video (json or text)."""
+        request = TranscriptionRequest.model_validate({"url": url, "response_format": response_format})
+        response = await self._open(Endpoint.TRANSCRIPTIONS, request)
+        raw = await _read_capped(response, MAX_STATUS_BODY * 16)
+        return self._core.transcription(response, raw)
+
+    async def _json(self, endpoint: Endpoint, body: _Request | None, model: type[ModelT]) -> ModelT:
+        response = await self._open(endpoint, body)
+        return self._core.parse(endpoint, await _read_capped(response, MAX_STATUS_BODY), model)
+
+    async def _open(self, endpoint: Endpoint, body: _Request | None = None) -> httpx.Response:
+        """Send with retries; return a 2xx response whose body is not read yet."""
+        budget = self._core.budget(endpoint)
+        while True:
+            try:
+                response = await self._http.send(self._core.build(endpoint, body), stream=True)
+            except httpx.TransportError as exc:
+                error, sent = self._core.transport_error(endpoint, exc)
+                delay = _or_raise(budget.delay_before_retry, error, sent, exc)
+            else:
+                if response.is_success:
+                    return response
+                error = self._core.error_from(
+                    endpoint, response, await _read_capped(response, MAX_ERROR_BODY)
+                )
+                delay = budget.delay_before_retry(error, request_sent=True)
+            await self._sleep(delay)
+
+    async def _send_plain(self, method: str, url: str) -> httpx.Response:
+        """Send to a non-API URL: no Authorization header, redirects followed, 5xx retried."""
+        budget = self._core.budget(Endpoint.RETRIEVE)
+        while True:
+            try:
+                response = await self._http.send(
+                    httpx.Request(method, url), stream=True, follow_redirects=True
+                )
+            except httpx.TransportError as exc:
+                error, sent = self._core.transport_error(Endpoint.RETRIEVE, exc)
+                delay = _or_raise(budget.delay_before_retry, error, sent, exc)
+            else:
+                if response.is_success:
+                    return response
+                error = self._core.plain_error(response, await _read_capped(response, MAX_ERROR_BODY))
+                delay = budget.delay_before_retry(error, request_sent=True)
+            await self._sleep(delay)
+
+
+def _or_raise(decide: Callable[..., float], error: VeniceError, sent: bool, cause: BaseException) -> float:
+    try:
+        return decide(error, request_sent=sent)
+    except VeniceError as final:
+        raise final from cause
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    """Read at most ``limit`` bytes of a (small) body, then close the response."""
+    buffer = bytearray()
+    try:
+        async for chunk in response.aiter_bytes():
+            buffer += chunk
+            if len(buffer) >= limit:
+                break
+    except httpx.TransportError:
+        pass  # the status already says what happened; a cut error body adds nothing
+    finally:
+        await response.aclose()
+    return bytes(buffer[:limit])
+
+
+async def _guarded(chunks: AsyncIterator[bytes], where: str) -> AsyncIterator[bytes]:
+    """Re-raise transport failures while streaming a body as :class:`VeniceTransportError`."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except httpx.TransportError as exc:
+        raise VeniceTransportError(where, f"body cut short: {type(exc).__name__}: {exc}") from exc
+
+
+async def _drain(chunks: AsyncIterator[bytes], sink: Callable[[bytes], Awaitable[object] | object]) -> int:
+    total = 0
+    async for chunk in chunks:
+        result = sink(chunk)
+        if inspect.isawaitable(result):
+            await result
+        total += len(chunk)
+    return total

@@ -1,0 +1,240 @@
+"""The synchronous Venice client: a thin I/O half over :class:`ClientCore`."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import httpx
+
+from airflow_provider_venice.client._core import (
+    DEFAULT_BASE_URL,
+    DEFAULT_TIMEOUT,
+    MAX_ERROR_BODY,
+    MAX_STATUS_BODY,
+    ClientCore,
+    Endpoint,
+    JobStatus,
+    ModelT,
+    VideoStream,
+)
+from airflow_provider_venice.client._errors import (
+    DownloadUrlError,
+    VeniceError,
+    VeniceTransportError,
+    VideoNotReadyError,
+)
+from airflow_provider_venice.client._models import (
+    CompleteResponse,
+    CompleteVideoRequest,
+    ModelList,
+    QueueResponse,
+    QueueVideoRequest,
+    QuoteResponse,
+    QuoteVideoRequest,
+    RetrieveVideoRequest,
+    Transcription,
+    TranscriptionRequest,
+    _Request,
+)
+from airflow_provider_venice.client._retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+CHUNK_SIZE = 1024 * 1024
+
+
+class VeniceClient:
+    """Synchronous client for the Venice video API; reuse one instance across calls.
+
+    ``transport`` is the test seam (``httpx.MockTransport`` or the emulator's transport).
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._core = ClientCore(api_key, base_url, timeout, retry or RetryPolicy())
+        self._http = httpx.Client(transport=transport, **self._core.client_kwargs())
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"VeniceClient(base_url={self._core.base_url!r})"
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL, e.g. ``https://api.venice.ai/api/v1``."""
+        return self._core.base_url
+
+    def __enter__(self) -> VeniceClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def list_video_models(self) -> ModelList:
+        """``GET /models?type=video``: the video model catalogue."""
+        return self._json(Endpoint.MODELS, None, ModelList)
+
+    def quote(self, request: QuoteVideoRequest) -> float:
+        """``POST /video/quote``: the price in USD of a job (free; creates nothing)."""
+        return self._json(Endpoint.QUOTE, request, QuoteResponse).quote
+
+    def queue(self, request: QueueVideoRequest) -> QueueResponse:
+        """``POST /video/queue``: start a job, which charges; never resent when it may have arrived."""
+        return self._json(Endpoint.QUEUE, request, QueueResponse)
+
+    def retrieve_status(self, model: str, queue_id: str) -> JobStatus:
+        """``POST /video/retrieve`` for the job's status only; a finished video's body is not read."""
+        response = self._open(Endpoint.RETRIEVE, RetrieveVideoRequest(model=model, queue_id=queue_id))
+        if self._core.is_video(response):
+            response.close()
+            return self._core.video_status(response)
+        return self._core.json_status(_read_capped(response, MAX_STATUS_BODY))
+
+    @contextmanager
+    def open_video(self, model: str, queue_id: str, chunk_size: int = CHUNK_SIZE) -> Iterator[VideoStream]:
+        """Stream a finished job's mp4 from ``/video/retrieve``, chunk by chunk."""
+        response = self._open(Endpoint.RETRIEVE, RetrieveVideoRequest(model=model, queue_id=queue_id))
+        try:
+            if not self._core.is_video(response):
+                status = self._core.json_status(_read_capped(response, MAX_STATUS_BODY))
+                raise VideoNotReadyError(
+                    queue_id, status.state, f": {status.message}" if status.message else ""
+                )
+            yield VideoStream(
+                response.headers.get("content-type"),
+                self._core.content_length(response),
+                _guarded(response.iter_bytes(chunk_size), Endpoint.RETRIEVE.path),
+            )
+        finally:
+            response.close()
+
+    def download_video(
+        self, model: str, queue_id: str, sink: Callable[[bytes], object], chunk_size: int = CHUNK_SIZE
+    ) -> int:
+        """Stream a finished job's mp4 into ``sink`` chunk by chunk; return the number of bytes."""
+        with self.open_video(model, queue_id, chunk_size) as video:
+            return _drain(video.chunks, sink)
+
+    @contextmanager
+    def open_download_url(self, url: str, chunk_size: int = CHUNK_SIZE) -> Iterator[VideoStream]:
+        """Stream a VPS job's mp4 from its ``download_url`` (a plain GET, never with the API key)."""
+        response = self._send_plain("GET", url)
+        try:
+            yield VideoStream(
+                response.headers.get("content-type"),
+                self._core.content_length(response),
+                _guarded(response.iter_bytes(chunk_size), "download_url"),
+            )
+        finally:
+            response.close()
+
+    def delete_download_url(self, url: str) -> bool:
+        """Delete a VPS job's file behind ``download_url``; False when it was already gone (404)."""
+        try:
+            self._send_plain("DELETE", url).close()
+        except DownloadUrlError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def complete(self, model: str, queue_id: str) -> CompleteResponse:
+        """``POST /video/complete``: finalise the job, which deletes Venice's copy of the media."""
+        return self._json(
+            Endpoint.COMPLETE, CompleteVideoRequest(model=model, queue_id=queue_id), CompleteResponse
+        )
+
+    def transcribe(self, url: str, response_format: str = "json") -> Transcription:
+        """``POST /video/transcriptions``: transcribe a YouTube video (json or text)."""
+        request = TranscriptionRequest.model_validate({"url": url, "response_format": response_format})
+        response = self._open(Endpoint.TRANSCRIPTIONS, request)
+        raw = _read_capped(response, MAX_STATUS_BODY * 16)
+        return self._core.transcription(response, raw)
+
+    def _json(self, endpoint: Endpoint, body: _Request | None, model: type[ModelT]) -> ModelT:
+        response = self._open(endpoint, body)
+        return self._core.parse(endpoint, _read_capped(response, MAX_STATUS_BODY), model)
+
+    def _open(self, endpoint: Endpoint, body: _Request | None = None) -> httpx.Response:
+        """Send with retries; return a 2xx response whose body is not read yet."""
+        budget = self._core.budget(endpoint)
+        while True:
+            try:
+                response = self._http.send(self._core.build(endpoint, body), stream=True)
+            except httpx.TransportError as exc:
+                error, sent = self._core.transport_error(endpoint, exc)
+                delay = _or_raise(budget.delay_before_retry, error, sent, exc)
+            else:
+                if response.is_success:
+                    return response
+                error = self._core.error_from(endpoint, response, _read_capped(response, MAX_ERROR_BODY))
+                delay = budget.delay_before_retry(error, request_sent=True)
+            self._sleep(delay)
+
+    def _send_plain(self, method: str, url: str) -> httpx.Response:
+        """Send to a non-API URL: no Authorization header, redirects followed, 5xx retried."""
+        budget = self._core.budget(Endpoint.RETRIEVE)
+        while True:
+            try:
+                response = self._http.send(httpx.Request(method, url), stream=True, follow_redirects=True)
+            except httpx.TransportError as exc:
+                error, sent = self._core.transport_error(Endpoint.RETRIEVE, exc)
+                delay = _or_raise(budget.delay_before_retry, error, sent, exc)
+            else:
+                if response.is_success:
+                    return response
+                error = self._core.plain_error(response, _read_capped(response, MAX_ERROR_BODY))
+                delay = budget.delay_before_retry(error, request_sent=True)
+            self._sleep(delay)
+
+
+def _or_raise(decide: Callable[..., float], error: VeniceError, sent: bool, cause: BaseException) -> float:
+    try:
+        return decide(error, request_sent=sent)
+    except VeniceError as final:
+        raise final from cause
+
+
+def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    """Read at most ``limit`` bytes of a (small) body, then close the response."""
+    buffer = bytearray()
+    try:
+        for chunk in response.iter_bytes():
+            buffer += chunk
+            if len(buffer) >= limit:
+                break
+    except httpx.TransportError:
+        pass  # the status already says what happened; a cut error body adds nothing
+    finally:
+        response.close()
+    return bytes(buffer[:limit])
+
+
+def _guarded(chunks: Iterator[bytes], where: str) -> Iterator[bytes]:
+    """Re-raise transport failures while streaming a body as :class:`VeniceTransportError`."""
+    try:
+        yield from chunks
+    except httpx.TransportError as exc:
+        raise VeniceTransportError(where, f"body cut short: {type(exc).__name__}: {exc}") from exc
+
+
+def _drain(chunks: Iterator[bytes], sink: Callable[[bytes], object]) -> int:
+    total = 0
+    for chunk in chunks:
+        sink(chunk)
+        total += len(chunk)
+    return total

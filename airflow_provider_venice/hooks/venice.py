@@ -1,0 +1,171 @@
+"""VeniceHook: turns an Airflow ``venice`` connection into a Venice client."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from airflow.sdk import BaseHook
+
+from airflow_provider_venice.client import (
+    DEFAULT_BASE_URL,
+    AsyncVeniceClient,
+    RetryPolicy,
+    VeniceClient,
+    VeniceError,
+    check_base_url,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+_DEFAULT_PATH = "api/v1"
+
+
+@dataclass(frozen=True)
+class VeniceSettings:
+    """What a ``venice`` connection says: where the API is, the key, timeouts and retries."""
+
+    base_url: str
+    api_key: str
+    timeout_s: float | None
+    max_retries: int | None
+
+    def __repr__(self) -> str:
+        return f"VeniceSettings(base_url={self.base_url!r}, api_key='***')"
+
+    @classmethod
+    def from_connection(cls, conn: Connection) -> VeniceSettings:
+        """Read a connection (JSON or URI form); the host may be a whole base URL or just a host name."""
+        extra = conn.extra_dejson or {}
+        if not conn.password:
+            raise VeniceError(f"connection {conn.conn_id!r} has no API key (put it in the password field)")
+        return cls(
+            base_url=check_base_url(_base_url(conn, extra)),
+            api_key=conn.password,
+            timeout_s=_number(extra.get("timeout_s"), float, "timeout_s"),
+            max_retries=_number(extra.get("max_retries"), int, "max_retries"),
+        )
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments shared by the sync and async clients."""
+        kwargs: dict[str, Any] = {"base_url": self.base_url}
+        if self.timeout_s is not None:
+            kwargs["timeout"] = httpx.Timeout(self.timeout_s, connect=10.0, pool=30.0)
+        if self.max_retries is not None:
+            kwargs["retry"] = RetryPolicy(max_retries=self.max_retries)
+        return kwargs
+
+
+def _base_url(conn: Connection, extra: dict[str, Any]) -> str:
+    host = (conn.host or "").strip()
+    if not host:
+        return DEFAULT_BASE_URL
+    if "://" in host:
+        return host
+    scheme = str(extra.get("scheme") or "https")
+    port = f":{conn.port}" if conn.port else ""
+    path = (conn.schema or _DEFAULT_PATH).strip("/")
+    return f"{scheme}://{host}{port}/{path}"
+
+
+def _number(value: Any, kind: type[float] | type[int], name: str) -> Any:
+    if value in (None, ""):
+        return None
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise VeniceError(f"connection extra {name!r} must be a number, got {value!r}") from None
+    if number < 0:
+        raise VeniceError(f"connection extra {name!r} must not be negative, got {value!r}")
+    return number
+
+
+class VeniceHook(BaseHook):
+    """Interact with the Venice AI video API.
+
+    :param venice_conn_id: the ``venice`` connection: password = API key, host = base URL
+        (default ``https://api.venice.ai/api/v1``), extras ``timeout_s`` and ``max_retries``.
+    :param transport: an ``httpx`` transport to use instead of the network (tests, the emulator).
+    """
+
+    conn_name_attr = "venice_conn_id"
+    default_conn_name = "venice_default"
+    conn_type = "venice"
+    hook_name = "Venice AI"
+
+    def __init__(
+        self,
+        venice_conn_id: str = default_conn_name,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__()
+        self.venice_conn_id = venice_conn_id
+        self._transport = transport
+        self._async_transport = async_transport
+
+    @cached_property
+    def settings(self) -> VeniceSettings:
+        """The connection's settings (looked up once, synchronously)."""
+        return VeniceSettings.from_connection(self.get_connection(self.venice_conn_id))
+
+    def get_conn(self) -> VeniceClient:
+        """Return the synchronous client for this connection (one per hook, reused across calls)."""
+        return self.client
+
+    @cached_property
+    def client(self) -> VeniceClient:
+        """The synchronous client for this connection."""
+        settings = self.settings
+        return VeniceClient(settings.api_key, transport=self._transport, **settings.client_kwargs())
+
+    async def aget_settings(self) -> VeniceSettings:
+        """Look the connection up without blocking the event loop (for triggers)."""
+        return VeniceSettings.from_connection(await self.aget_connection(self.venice_conn_id))
+
+    async def aget_client(self) -> AsyncVeniceClient:
+        """Return the async client for this connection, shared by every caller on this event loop."""
+        settings = await self.aget_settings()
+        return shared_async_client(settings, self._async_transport)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the key and base URL with ``GET /models?type=video`` (free)."""
+        try:
+            models = self.get_conn().list_video_models()
+        except VeniceError as exc:
+            return False, str(exc)
+        return True, f"Connected to {self.settings.base_url}: {len(models.data)} video models available."
+
+    def close(self) -> None:
+        """Close the synchronous client's connections, if one was made."""
+        if "client" in self.__dict__:
+            self.client.close()
+
+
+_SHARED: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[VeniceSettings, int], AsyncVeniceClient]
+]
+_SHARED = weakref.WeakKeyDictionary()
+
+
+def shared_async_client(
+    settings: VeniceSettings, transport: httpx.AsyncBaseTransport | None = None
+) -> AsyncVeniceClient:
+    """Return the process's one async client for these settings on the running event loop.
+
+    A triggerer runs every trigger on one loop; sharing one client (and its bounded connection pool)
+    across all of them costs one pool instead of one per trigger or per poll.
+    """
+    clients = _SHARED.setdefault(asyncio.get_running_loop(), {})
+    key = (settings, id(transport))
+    client = clients.get(key)
+    if client is None or client.is_closed:
+        client = AsyncVeniceClient(settings.api_key, transport=transport, **settings.client_kwargs())
+        clients[key] = client
+    return client
