@@ -1,6 +1,7 @@
 """Airflow-free client for the Venice video API (importable and testable without Airflow)."""
 
 from airflow_provider_venice.client._async import AsyncVeniceClient
+from airflow_provider_venice.client._catalogue import forget_catalogues, video_catalogue
 from airflow_provider_venice.client._core import (
     DEFAULT_BASE_URL,
     DEFAULT_TIMEOUT,
@@ -50,11 +51,24 @@ from airflow_provider_venice.client._models import (
     VideoElement,
     VideoModel,
 )
+from airflow_provider_venice.client._polling import (
+    DEFAULT_POLL_POLICY,
+    PollDecision,
+    PollPolicy,
+    decide_next_poll,
+    progress_text,
+)
 from airflow_provider_venice.client._retry import NO_RETRY, RetryPolicy
 from airflow_provider_venice.client._sync import VeniceClient
+from airflow_provider_venice.client._validation import (
+    build_queue_request,
+    is_upscale_model,
+    validate_queue_request,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_POLL_POLICY",
     "DEFAULT_TIMEOUT",
     "NO_RETRY",
     "USER_AGENT",
@@ -77,6 +91,8 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PaymentRequiredError",
+    "PollDecision",
+    "PollPolicy",
     "QueueOutcomeUnknownError",
     "QueueResponse",
     "QueueVideoRequest",
@@ -100,5 +116,12 @@ __all__ = [
     "VideoModel",
     "VideoNotReadyError",
     "VideoStream",
+    "build_queue_request",
     "check_base_url",
+    "decide_next_poll",
+    "forget_catalogues",
+    "is_upscale_model",
+    "progress_text",
+    "validate_queue_request",
+    "video_catalogue",
 ]
