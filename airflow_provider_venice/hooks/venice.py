@@ -123,7 +123,8 @@ class VeniceHook(BaseHook):
     def client(self) -> VeniceClient:
         """The synchronous client for this connection."""
         settings = self.settings
-        return VeniceClient(settings.api_key, transport=self._transport, **settings.client_kwargs())
+        transport = self._transport or _TRANSPORTS.get(settings.base_url, (None, None))[0]
+        return VeniceClient(settings.api_key, transport=transport, **settings.client_kwargs())
 
     async def aget_settings(self) -> VeniceSettings:
         """Look the connection up without blocking the event loop (for triggers)."""
@@ -132,7 +133,8 @@ class VeniceHook(BaseHook):
     async def aget_client(self) -> AsyncVeniceClient:
         """Return the async client for this connection, shared by every caller on this event loop."""
         settings = await self.aget_settings()
-        return shared_async_client(settings, self._async_transport)
+        transport = self._async_transport or _TRANSPORTS.get(settings.base_url, (None, None))[1]
+        return shared_async_client(settings, transport)
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the key and base URL with ``GET /models?type=video`` (free)."""
@@ -146,6 +148,27 @@ class VeniceHook(BaseHook):
         """Close the synchronous client's connections, if one was made."""
         if "client" in self.__dict__:
             self.client.close()
+
+
+_TRANSPORTS: dict[str, tuple[httpx.BaseTransport | None, httpx.AsyncBaseTransport | None]] = {}
+
+
+def register_transports(
+    base_url: str,
+    transport: httpx.BaseTransport | None = None,
+    async_transport: httpx.AsyncBaseTransport | None = None,
+) -> None:
+    """Route every hook whose connection points at ``base_url`` through these transports.
+
+    The test seam for code that builds its own hooks (operators, triggers): point the connection at
+    the emulator's in-process base URL and register the emulator's transports for it.
+    """
+    _TRANSPORTS[check_base_url(base_url)] = (transport, async_transport)
+
+
+def unregister_transports(base_url: str) -> None:
+    """Undo :func:`register_transports`."""
+    _TRANSPORTS.pop(check_base_url(base_url), None)
 
 
 _SHARED: weakref.WeakKeyDictionary[
