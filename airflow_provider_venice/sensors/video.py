@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
+    from airflow_provider_venice.client import VeniceClient
+
 EVENT_STATUSES = ("success", "error", "timeout")
 
 
@@ -111,40 +113,12 @@ class VeniceVideoSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Turn the trigger's event into the sensor's result, or a failure carrying Venice's message."""
-        status = (event or {}).get("status")
-        if status not in EVENT_STATUSES or event is None:
-            raise AirflowException(f"VeniceVideoTrigger sent an unexpected event: {event!r}")
-        if status == "error":
-            raise AirflowFailException(str(event.get("message")))
-        if status == "timeout":
-            raise AirflowException(
-                f"{event.get('message')} (queue_id {self.queue_id}; the job may still finish)"
-            )
-        return {
-            "status": "COMPLETED",
-            "model": event.get("model", self.model),
-            "queue_id": event.get("queue_id", self.queue_id),
-            "download_url": event.get("download_url", self.download_url),
-            "execution_duration_ms": event.get("execution_duration_ms"),
-        }
+        return completed_job(event, self.queue_id)
 
     def _check(self) -> PollDecision:
-        observed: JobStatus | VeniceError
-        try:
-            observed = self.hook.get_conn().retrieve_status(self.model, self.queue_id)
-        except VeniceError as exc:
-            observed = exc
-        policy = PollPolicy(window_interval_s=self.window_interval_s)
-        decision = decide_next_poll(observed, errors_in_row=self._errors_in_row, policy=policy)
-        if decision.action == "failed":
-            error = observed if isinstance(observed, VeniceError) else None
-            message = f"Venice job {self.queue_id} failed: {decision.message}"
-            raise (
-                as_airflow_failure(error, f" (queue_id {self.queue_id})")
-                if error
-                else AirflowFailException(message)
-            )
-        self._errors_in_row = self._errors_in_row + 1 if isinstance(observed, VeniceError) else 0
+        decision, self._errors_in_row = check_job(
+            self.hook.get_conn(), self.model, self.queue_id, self._errors_in_row, self.window_interval_s
+        )
         return decision
 
     def _result(self, status: JobStatus | None) -> dict[str, Any]:
@@ -161,3 +135,45 @@ def _seconds(timeout: timedelta | float | None) -> float:
     if isinstance(timeout, timedelta):
         return timeout.total_seconds()
     return float(timeout) if timeout is not None else 7 * 24 * 3600.0
+
+
+def check_job(
+    client: VeniceClient, model: str, queue_id: str, errors_in_row: int, window_interval_s: float
+) -> tuple[PollDecision, int]:
+    """Look at a job once; return the polling decision and the new count of transient errors in a row.
+
+    Raises an Airflow failure when the job failed or the error is permanent.
+    """
+    observed: JobStatus | VeniceError
+    try:
+        observed = client.retrieve_status(model, queue_id)
+    except VeniceError as exc:
+        observed = exc
+    policy = PollPolicy(window_interval_s=window_interval_s)
+    decision = decide_next_poll(observed, errors_in_row=errors_in_row, policy=policy)
+    if decision.action == "failed":
+        if isinstance(observed, VeniceError):
+            raise as_airflow_failure(observed, f" (queue_id {queue_id})")
+        raise AirflowFailException(f"Venice job {queue_id} failed: {decision.message}")
+    return decision, errors_in_row + 1 if isinstance(observed, VeniceError) else 0
+
+
+def completed_job(event: dict[str, Any] | None, queue_id: str) -> dict[str, Any]:
+    """Validate a :class:`VeniceVideoTrigger` event and return the COMPLETED result, or raise.
+
+    Error events fail the task with Venice's message; a timeout raises an ordinary (retryable) error.
+    """
+    status = (event or {}).get("status")
+    if event is None or status not in EVENT_STATUSES:
+        raise AirflowException(f"VeniceVideoTrigger sent an unexpected event: {event!r}")
+    if status == "error":
+        raise AirflowFailException(str(event.get("message")))
+    if status == "timeout":
+        raise AirflowException(f"{event.get('message')} (queue_id {queue_id}; the job may still finish)")
+    return {
+        "status": "COMPLETED",
+        "model": event.get("model"),
+        "queue_id": event.get("queue_id"),
+        "download_url": event.get("download_url"),
+        "execution_duration_ms": event.get("execution_duration_ms"),
+    }
