@@ -6,10 +6,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_provider_venice.client import BadRequestError, NotFoundError
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_venice.client import VeniceError
+    from airflow_provider_venice.client import VeniceClient, VeniceError
 
 JOB_STATE_KEY = "venice_job"
 
@@ -63,3 +65,20 @@ class JobRecord:
         """Remove the record (the request provably never created a job)."""
         if self._store is not None:
             self._store.delete(JOB_STATE_KEY)
+
+
+def release_job(client: VeniceClient, model: str, queue_id: str, download_url: str | None, log: Any) -> None:
+    """Delete a VPS job's file, then ``/video/complete``; already-released jobs count as done."""
+    if download_url:
+        gone = not client.delete_download_url(download_url)
+        log.info("Deleted the download_url file of %s%s.", queue_id, " (it was already gone)" if gone else "")
+    try:
+        client.complete(model, queue_id)
+    except BadRequestError as exc:
+        if not (download_url and exc.is_invalid_request_id):
+            raise
+        log.info("Venice does not track VPS job %s for /video/complete; released via download_url.", queue_id)
+    except NotFoundError:
+        log.warning("Venice job %s was already completed (404); nothing left to release.", queue_id)
+    else:
+        log.info("Venice job %s completed; Venice's copy of the video is deleted.", queue_id)

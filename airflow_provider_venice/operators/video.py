@@ -8,10 +8,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_venice._airflow import JobRecord, as_airflow_failure
+from airflow_provider_venice._airflow import JobRecord, as_airflow_failure, release_job
 from airflow_provider_venice.client import (
-    BadRequestError,
-    NotFoundError,
     QueueOutcomeUnknownError,
     QueueVideoRequest,
     VeniceClient,
@@ -267,23 +265,6 @@ class VeniceVideoCompleteOperator(BaseOperator):
         except VeniceError as exc:
             raise as_airflow_failure(exc, f" (queue_id {self.queue_id})") from exc
         return {"model": self.model, "queue_id": self.queue_id, "completed": True}
-
-
-def release_job(client: VeniceClient, model: str, queue_id: str, download_url: str | None, log: Any) -> None:
-    """Delete a VPS job's file, then ``/video/complete``; already-released jobs count as done."""
-    if download_url:
-        gone = not client.delete_download_url(download_url)
-        log.info("Deleted the download_url file of %s%s.", queue_id, " (it was already gone)" if gone else "")
-    try:
-        client.complete(model, queue_id)
-    except BadRequestError as exc:
-        if not (download_url and exc.is_invalid_request_id):
-            raise
-        log.info("Venice does not track VPS job %s for /video/complete; released via download_url.", queue_id)
-    except NotFoundError:
-        log.warning("Venice job %s was already completed (404); nothing left to release.", queue_id)
-    else:
-        log.info("Venice job %s completed; Venice's copy of the video is deleted.", queue_id)
 
 
 def _native(name: str, value: Any) -> Any:

@@ -1,0 +1,349 @@
+"""Deliver a finished Venice video to S3, verified, and only then release it at Venice.
+
+The mp4 streams from ``/video/retrieve`` (or a VPS ``download_url``) through a file-like reader straight
+into boto3's multipart upload: no temporary file and no whole body in memory. A reader rather than a
+spooled temp file, because workers (Kubernetes pods above all) often have far less local disk than a
+long 4k video needs, and because download and upload then overlap. Memory is bounded by the multipart
+part size times the parts boto3 keeps in flight (about 40 MiB with the defaults here).
+
+The reader checks the MP4 ``ftyp`` signature on the first bytes, hashes every byte with SHA-256 and
+counts them; a body that is cut short, too long, or not an mp4 fails the read, and boto3 then aborts the
+multipart upload, so no partial object is left. After the upload, the object's size is compared with the
+byte count and the digest is stored in the object's metadata. Only then is the job released at Venice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import threading
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import Asset, BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_provider_venice._airflow import as_airflow_failure, release_job
+from airflow_provider_venice.client import DownloadUrlError, VeniceError
+from airflow_provider_venice.hooks.venice import VeniceHook
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from contextlib import AbstractContextManager
+
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.sdk import Context
+
+    from airflow_provider_venice.client import VeniceClient, VideoStream
+
+MIB = 1024 * 1024
+TRANSFER_CONFIG = {
+    "multipart_threshold": 8 * MIB,
+    "multipart_chunksize": 8 * MIB,
+    "max_concurrency": 4,
+    "max_io_queue": 4,
+    "max_in_memory_upload_chunks": 3,
+}
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class VideoDeliveryError(AirflowException):
+    """The video did not reach S3 intact; the Venice job was left as it was, so it can be delivered later."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where a video landed in S3 and what it is."""
+
+    s3_uri: str
+    bucket: str
+    key: str
+    size_bytes: int
+    sha256: str
+    content_type: str
+
+
+def check_s3_location(bucket: str, key: str) -> None:
+    """Refuse bucket and key names S3 would refuse, before anything is paid or downloaded."""
+    if not isinstance(bucket, str) or not _BUCKET.match(bucket) or ".." in bucket:
+        raise AirflowFailException(
+            f"s3_bucket: {bucket!r} is not a valid bucket name (3-63 characters: lowercase letters, "
+            "digits, dots and hyphens, starting and ending with a letter or digit)"
+        )
+    if not isinstance(key, str) or not key or key.startswith("/") or len(key.encode()) > 1024:
+        raise AirflowFailException(
+            f"s3_key: {str(key)[:80]!r} is not a valid key (1-1024 bytes, not starting with '/')"
+        )
+
+
+class VerifyingReader(io.RawIOBase):
+    """A read-only file over a stream of chunks that checks, hashes and counts what passes through.
+
+    ``abort`` (a threading event) makes the next read fail, which aborts an upload in flight.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], expected_length: int | None, abort: threading.Event) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._expected = expected_length
+        self._abort = abort
+        self._pending = memoryview(b"")
+        self._head = b""
+        self.size = 0
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        """Return True: this is a readable stream."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` from the stream; 0 at the verified end."""
+        view = memoryview(buffer).cast("B")
+        if not self._pending and not self._next_chunk():
+            return 0
+        count = min(len(view), len(self._pending))
+        view[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
+
+    def _next_chunk(self) -> bool:
+        if self._abort.is_set():
+            raise VideoDeliveryError("delivery cancelled (task killed)")
+        for chunk in self._chunks:
+            if chunk:
+                self._accept(chunk)
+                return True
+        self._finish()
+        return False
+
+    def _accept(self, chunk: bytes) -> None:
+        if len(self._head) < 8:
+            self._head += chunk[: 8 - len(self._head)]
+            if len(self._head) == 8 and self._head[4:8] != b"ftyp":
+                raise VideoDeliveryError(
+                    f"the body is not an MP4 file (starts with {self._head!r}, no ftyp box)"
+                )
+        self.size += len(chunk)
+        if self._expected is not None and self.size > self._expected:
+            raise VideoDeliveryError(f"received more than the announced {self._expected} bytes")
+        self.digest.update(chunk)
+        self._pending = memoryview(chunk)
+
+    def _finish(self) -> None:
+        if len(self._head) < 8:
+            raise VideoDeliveryError(f"the body is not an MP4 file ({self.size} bytes, no ftyp box)")
+        if self._expected is not None and self.size != self._expected:
+            raise VideoDeliveryError(f"body cut short: {self.size} of {self._expected} bytes received")
+
+
+def open_video_stream(
+    client: VeniceClient, model: str, queue_id: str, download_url: str | None
+) -> AbstractContextManager[VideoStream]:
+    """Open the mp4 of a finished job: from its VPS ``download_url`` when it has one, else from retrieve."""
+    if download_url:
+        return client.open_download_url(download_url)
+    return client.open_video(model, queue_id)
+
+
+def deliver_to_s3(
+    *,
+    client: VeniceClient,
+    s3_hook: S3Hook,
+    job: dict[str, Any],
+    bucket: str,
+    key: str,
+    abort: threading.Event,
+) -> Delivery:
+    """Stream a finished job's video into ``s3://bucket/key`` and verify it; the job is not released.
+
+    Raises :class:`VideoDeliveryError` (naming the queue_id) when the video did not arrive intact, and
+    ``AirflowFailException`` when it can never be delivered (e.g. an expired ``download_url``).
+    """
+    queue_id = job["queue_id"]
+    note = f" (queue_id {queue_id}; the job was not completed and can be delivered again)"
+    try:
+        with open_video_stream(client, job["model"], queue_id, job.get("download_url")) as video:
+            reader = VerifyingReader(video.chunks, video.content_length, abort)
+            s3_hook.load_file_obj(io.BufferedReader(reader, buffer_size=MIB), key, bucket, replace=True)
+    except DownloadUrlError as exc:
+        raise AirflowFailException(f"{exc}{note}") from exc
+    except VeniceError as exc:
+        raise as_airflow_failure(exc, note) from exc
+    except VideoDeliveryError as exc:
+        raise VideoDeliveryError(f"Venice video not delivered: {exc}{note}") from exc
+    except Exception as exc:  # S3 failures arrive as botocore/boto3 errors of many kinds
+        raise VideoDeliveryError(f"S3 upload to s3://{bucket}/{key} failed: {exc}{note}") from exc
+    sha256 = reader.digest.hexdigest()
+    _verify_and_stamp(s3_hook, bucket, key, reader.size, sha256, job)
+    return Delivery(f"s3://{bucket}/{key}", bucket, key, reader.size, sha256, "video/mp4")
+
+
+def _verify_and_stamp(
+    s3_hook: S3Hook, bucket: str, key: str, size: int, sha256: str, job: dict[str, Any]
+) -> None:
+    """Check the stored object's size, then record the digest and the job in its metadata."""
+    head = s3_hook.head_object(key, bucket) or {}
+    if head.get("ContentLength") != size:
+        s3_hook.delete_objects(bucket, [key])
+        raise VideoDeliveryError(
+            f"s3://{bucket}/{key} holds {head.get('ContentLength')} bytes, not the {size} received; "
+            f"removed it (queue_id {job['queue_id']}; the job was not completed)"
+        )
+    metadata = {"sha256": sha256, "venice-queue-id": str(job["queue_id"]), "venice-model": str(job["model"])}
+    s3_hook.get_conn().copy(
+        {"Bucket": bucket, "Key": key},
+        bucket,
+        key,
+        ExtraArgs={"Metadata": metadata, "MetadataDirective": "REPLACE", "ContentType": "video/mp4"},
+        Config=s3_hook.transfer_config,
+    )
+
+
+def video_asset(bucket: str, key: str) -> Asset | None:
+    """Return the outlet asset for ``key``'s fixed prefix, when the bucket is known at parse time."""
+    if "{{" in bucket or "{%" in bucket:
+        return None
+    prefix = re.split(r"\{\{|\{%", key, maxsplit=1)[0]
+    prefix = prefix[: prefix.rfind("/") + 1] if "{" in key else key
+    return Asset(f"s3://{bucket}/{prefix}")
+
+
+def delivery_result(delivery: Delivery, job: dict[str, Any]) -> dict[str, Any]:
+    """Return the XCom result of a delivery: where and what it is, and its job and cost."""
+    return {
+        **asdict(delivery),
+        "model": job["model"],
+        "queue_id": job["queue_id"],
+        "quote_usd": job.get("quote_usd"),
+    }
+
+
+def emit_asset_event(context: Context, outlets: list[Any], result: dict[str, Any]) -> None:
+    """Attach the video's details to the outlet asset events of this task."""
+    extra = {key: result[key] for key in ("s3_uri", "size_bytes", "sha256", "model", "queue_id", "quote_usd")}
+    for outlet in outlets:
+        if isinstance(outlet, Asset):
+            context["outlet_events"][outlet].extra = extra
+
+
+class VeniceVideoToS3Operator(BaseOperator):
+    """Stream a finished Venice video into S3, verify it, then release the job at Venice.
+
+    The video is streamed (bounded memory whatever its size), checked (MP4 signature, byte count,
+    object size) and its SHA-256 stored in the object's metadata. Only after that is the VPS file
+    deleted (``download_url`` jobs) and ``/video/complete`` called. On any failure the multipart
+    upload is aborted, nothing is completed, and the error names the queue_id.
+
+    Returns ``{"s3_uri", "bucket", "key", "size_bytes", "sha256", "content_type", "model", "queue_id",
+    "quote_usd"}`` and records an asset event on the outlet ``s3://bucket/<key prefix>`` asset.
+
+    :param replace: overwrite an existing object; when False, an existing key fails before any download.
+    :param complete: release the job at Venice after a verified upload.
+    :param quote_usd: the job's price, passed through to the result and the asset event.
+    """
+
+    template_fields: Sequence[str] = (
+        "model",
+        "queue_id",
+        "download_url",
+        "s3_bucket",
+        "s3_key",
+        "quote_usd",
+        "venice_conn_id",
+        "aws_conn_id",
+    )
+    ui_color = "#ffe8cc"
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        queue_id: str,
+        s3_bucket: str,
+        s3_key: str,
+        download_url: str | None = None,
+        aws_conn_id: str | None = "aws_default",
+        venice_conn_id: str = VeniceHook.default_conn_name,
+        replace: bool = False,
+        complete: bool = True,
+        quote_usd: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if "outlets" not in kwargs and (asset := video_asset(s3_bucket, s3_key)) is not None:
+            kwargs["outlets"] = [asset]
+        super().__init__(**kwargs)
+        self.model = model
+        self.queue_id = queue_id
+        self.s3_bucket = s3_bucket
+        self.s3_key = s3_key
+        self.download_url = download_url
+        self.aws_conn_id = aws_conn_id
+        self.venice_conn_id = venice_conn_id
+        self.replace = replace
+        self.complete = complete
+        self.quote_usd = quote_usd
+        self._abort = threading.Event()
+
+    @cached_property
+    def hook(self) -> VeniceHook:
+        """The Venice hook."""
+        return VeniceHook(self.venice_conn_id)
+
+    @cached_property
+    def s3_hook(self) -> S3Hook:
+        """The S3 hook, with a bounded multipart transfer configuration."""
+        return make_s3_hook(self.aws_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Deliver, verify, release."""
+        check_s3_location(self.s3_bucket, self.s3_key)
+        if not self.replace and self.s3_hook.check_for_key(self.s3_key, self.s3_bucket):
+            raise AirflowFailException(
+                f"s3://{self.s3_bucket}/{self.s3_key} exists and replace=False; nothing was downloaded"
+            )
+        quote = str(self.quote_usd) if self.quote_usd is not None else ""
+        job = {
+            "model": self.model,
+            "queue_id": self.queue_id,
+            "download_url": self.download_url,
+            "quote_usd": float(quote) if quote not in ("", "None") else None,
+        }
+        client = self.hook.get_conn()
+        delivery = deliver_to_s3(
+            client=client,
+            s3_hook=self.s3_hook,
+            job=job,
+            bucket=self.s3_bucket,
+            key=self.s3_key,
+            abort=self._abort,
+        )
+        self.log.info(
+            "Delivered %s (%d bytes, sha256 %s).", delivery.s3_uri, delivery.size_bytes, delivery.sha256
+        )
+        if self.complete:
+            try:
+                release_job(client, self.model, self.queue_id, self.download_url, self.log)
+            except VeniceError as exc:
+                raise as_airflow_failure(
+                    exc, f" (video safely in {delivery.s3_uri}; queue_id {self.queue_id})"
+                ) from exc
+        result = delivery_result(delivery, job)
+        emit_asset_event(context, list(self.outlets), result)
+        return result
+
+    def on_kill(self) -> None:
+        """Abort an upload in flight (boto3 then aborts the multipart upload)."""
+        self._abort.set()
+
+
+def make_s3_hook(aws_conn_id: str | None) -> S3Hook:
+    """Build the S3 hook with the bounded-memory transfer settings (imported here, never at parse time)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(
+        aws_conn_id=aws_conn_id,
+        transfer_config_args=dict(TRANSFER_CONFIG),
+        extra_args={"ContentType": "video/mp4"},
+    )
