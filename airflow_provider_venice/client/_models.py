@@ -136,7 +136,9 @@ class ModelConstraints(_Response):
     audio_configurable: bool = False
     prompt_character_limit: int | None = None
     upscale_factors: list[int] = Field(default_factory=list)
+    prompt_required: bool | None = None
     requires_image: bool | None = None
+    requires_video: bool | None = None
     supports_elements: bool | None = None
     supports_scene_images: bool | None = None
     supports_reference_images: bool | None = None

@@ -74,7 +74,8 @@ def validate_queue_request(request: QueueVideoRequest, catalogue: dict[str, Vide
         raise VeniceRequestInvalidError("model", f"{request.model!r} is offline at Venice right now")
     constraints = model.constraints
     upscale = is_upscale_model(model)
-    _check_prompts(request, constraints, needs_prompt=not upscale)
+    needs_prompt = constraints.prompt_required if constraints.prompt_required is not None else not upscale
+    _check_prompts(request, constraints, needs_prompt=needs_prompt)
     _check_choice("duration", request.duration, constraints.durations, request.model)
     _check_choice(
         "aspect_ratio", request.aspect_ratio, constraints.aspect_ratios, request.model, ASPECT_RATIOS
@@ -153,7 +154,7 @@ def _check_inputs(request: QueueVideoRequest, constraints: ModelConstraints) -> 
     kind = constraints.model_type
     if (kind == "image-to-video" or constraints.requires_image) and not request.image_url:
         raise VeniceRequestInvalidError("image_url", "required by image-to-video models (URL or data: URL)")
-    if kind == "video" and not request.video_url:
+    if (kind == "video" or constraints.requires_video) and not request.video_url:
         raise VeniceRequestInvalidError("video_url", "required by video-to-video and upscale models")
     if request.end_image_url and constraints.supports_end_image is False:
         raise VeniceRequestInvalidError("end_image_url", "this model does not take an end frame")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow.configuration import conf
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_venice._airflow import JobRecord, as_airflow_failure, release_job
 from airflow_provider_venice.client import (
+    DEFAULT_POLL_POLICY,
     QueueOutcomeUnknownError,
     QueueVideoRequest,
     VeniceClient,
@@ -20,10 +25,21 @@ from airflow_provider_venice.client import (
     video_catalogue,
 )
 from airflow_provider_venice.hooks.venice import VeniceHook
+from airflow_provider_venice.sensors.video import check_job, completed_job, seconds
+from airflow_provider_venice.transfers.venice_to_s3 import (
+    check_s3_location,
+    deliver_to_s3,
+    delivery_result,
+    emit_asset_event,
+    make_s3_hook,
+    video_asset,
+)
+from airflow_provider_venice.triggers.video import VeniceVideoTrigger
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from airflow.sdk import Context
 
 VIDEO_FIELDS = (
@@ -284,3 +300,150 @@ def _native(name: str, value: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+class VeniceGenerateVideoOperator(VeniceVideoQueueOperator):
+    """Generate a video and deliver it to S3 in one task: check, price, queue, wait, deliver, complete.
+
+    Made for DAG authors and dynamic task mapping (``.partial(...).expand(prompt=[...])``). It is the
+    queue operator, the sensor's trigger and the S3 transfer in sequence, resumable per task instance
+    and map index: the stage reached (queued, delivered, completed) is kept in the task state store,
+    so a retry continues where the last try stopped and never queues or uploads twice.
+
+    Returns the same dict as :class:`VeniceVideoToS3Operator`.
+
+    :param s3_bucket: destination bucket.
+    :param s3_key: destination key (templated, e.g. ``videos/{{ ds }}/{{ ti.map_index }}.mp4``).
+    :param replace: overwrite an existing object; when False an existing key fails before queueing.
+    :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``).
+    :param wait_timeout: how long to wait for Venice to finish, in seconds or a timedelta.
+    """
+
+    template_fields: Sequence[str] = (
+        *VeniceVideoQueueOperator.template_fields,
+        "s3_bucket",
+        "s3_key",
+        "aws_conn_id",
+    )
+    ui_color = "#b9e0c4"
+
+    def __init__(
+        self,
+        *,
+        s3_bucket: str,
+        s3_key: str,
+        aws_conn_id: str | None = "aws_default",
+        replace: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        wait_timeout: timedelta | float = timedelta(hours=6),
+        window_interval_s: float = DEFAULT_POLL_POLICY.window_interval_s,
+        **kwargs: Any,
+    ) -> None:
+        if "outlets" not in kwargs and (asset := video_asset(s3_bucket, s3_key)) is not None:
+            kwargs["outlets"] = [asset]
+        super().__init__(**kwargs)
+        self.s3_bucket = s3_bucket
+        self.s3_key = s3_key
+        self.aws_conn_id = aws_conn_id
+        self.replace = replace
+        self.deferrable = deferrable
+        self.wait_timeout = wait_timeout
+        self.window_interval_s = window_interval_s
+        self._abort = threading.Event()
+
+    @cached_property
+    def s3_hook(self) -> S3Hook:
+        """The S3 hook, with a bounded multipart transfer configuration."""
+        return make_s3_hook(self.aws_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Resume from the stage an earlier try reached, or start from the beginning."""
+        check_s3_location(self.s3_bucket, self.s3_key)
+        record = JobRecord(context)
+        state = record.load() or {}
+        if state.get("stage") in ("delivered", "completed"):
+            return self._finish(context, record)
+        if not state.get("queue_id") and not self.replace:
+            self._refuse_existing_key()
+        job = self.queue_once(context)
+        return self._wait_then_deliver(context, job)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Back from the triggerer: deliver the finished video."""
+        record = JobRecord(context)
+        job = resumed_job(record, self.log)
+        completed_job(event, job["queue_id"] if job else "unknown")
+        if job is None:
+            raise AirflowFailException("the task state store lost this task's Venice job; cannot deliver it")
+        return self._deliver(context, record, job)
+
+    def on_kill(self) -> None:
+        """Abort an upload in flight."""
+        self._abort.set()
+
+    def _refuse_existing_key(self) -> None:
+        if self.s3_hook.check_for_key(self.s3_key, self.s3_bucket):
+            raise AirflowFailException(
+                f"s3://{self.s3_bucket}/{self.s3_key} exists and replace=False; nothing was queued or paid"
+            )
+
+    def _wait_then_deliver(self, context: Context, job: dict[str, Any]) -> dict[str, Any]:
+        client = self.hook.get_conn()
+        deadline = time.time() + seconds(self.wait_timeout)
+        errors_in_row = 0
+        while True:
+            decision, errors_in_row = check_job(
+                client, job["model"], job["queue_id"], errors_in_row, self.window_interval_s
+            )
+            if decision.action == "done":
+                return self._deliver(context, JobRecord(context), job)
+            self.log.info("Venice job %s: %s.", job["queue_id"], decision.message)
+            if time.time() >= deadline:
+                raise AirflowException(f"Venice job {job['queue_id']} unfinished after wait_timeout")
+            if self.deferrable:
+                self.defer(
+                    trigger=VeniceVideoTrigger(
+                        model=job["model"],
+                        queue_id=job["queue_id"],
+                        download_url=job.get("download_url"),
+                        venice_conn_id=self.venice_conn_id,
+                        deadline=deadline,
+                        next_poll_at=time.time() + decision.delay_s,
+                        window_interval_s=self.window_interval_s,
+                    ),
+                    method_name="execute_complete",
+                )
+            time.sleep(min(decision.delay_s, max(0.0, deadline - time.time())))
+
+    def _deliver(self, context: Context, record: JobRecord, job: dict[str, Any]) -> dict[str, Any]:
+        delivery = deliver_to_s3(
+            client=self.hook.get_conn(),
+            s3_hook=self.s3_hook,
+            job=job,
+            bucket=self.s3_bucket,
+            key=self.s3_key,
+            abort=self._abort,
+        )
+        self.log.info(
+            "Delivered %s (%d bytes, sha256 %s).", delivery.s3_uri, delivery.size_bytes, delivery.sha256
+        )
+        record.save(stage="delivered", result=delivery_result(delivery, job))
+        return self._finish(context, record)
+
+    def _finish(self, context: Context, record: JobRecord) -> dict[str, Any]:
+        state = record.load() or {}
+        result: dict[str, Any] = state["result"]
+        if state.get("stage") != "completed":
+            try:
+                release_job(
+                    self.hook.get_conn(),
+                    result["model"],
+                    result["queue_id"],
+                    state.get("download_url"),
+                    self.log,
+                )
+            except VeniceError as exc:
+                raise as_airflow_failure(exc, f" (video safely in {result['s3_uri']})") from exc
+            record.save(stage="completed")
+        emit_asset_event(context, list(self.outlets), result)
+        return result

@@ -93,7 +93,7 @@ class VeniceVideoSensor(BaseSensorOperator):
                 queue_id=self.queue_id,
                 download_url=self.download_url,
                 venice_conn_id=self.venice_conn_id,
-                deadline=time.time() + _seconds(self.timeout),
+                deadline=time.time() + seconds(self.timeout),
                 next_poll_at=time.time() + decision.delay_s,
                 window_interval_s=self.window_interval_s,
             ),
@@ -131,7 +131,8 @@ class VeniceVideoSensor(BaseSensorOperator):
         }
 
 
-def _seconds(timeout: timedelta | float | None) -> float:
+def seconds(timeout: timedelta | float | None) -> float:
+    """Return a timeout as seconds (a week when unset)."""
     if isinstance(timeout, timedelta):
         return timeout.total_seconds()
     return float(timeout) if timeout is not None else 7 * 24 * 3600.0

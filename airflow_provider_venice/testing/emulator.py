@@ -14,7 +14,8 @@ from airflow_provider_venice.testing.transport import AsyncEmulatorTransport, Sy
 if TYPE_CHECKING:
     from airflow_provider_venice.testing.config import EmulatorConfig
 
-IN_PROCESS_URL = "http://venice.test"
+# https: clients refuse plain http for non-loopback hosts; in-process there is no TLS at all.
+IN_PROCESS_URL = "https://venice.test"
 
 
 class EmulatorControls:

@@ -44,8 +44,8 @@ TRANSFER_CONFIG = {
     "multipart_chunksize": 8 * MIB,
     "max_concurrency": 4,
     "max_io_queue": 4,
-    "max_in_memory_upload_chunks": 3,
 }
+MAX_PARTS_IN_MEMORY = 3
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -342,8 +342,12 @@ def make_s3_hook(aws_conn_id: str | None) -> S3Hook:
     """Build the S3 hook with the bounded-memory transfer settings (imported here, never at parse time)."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    return S3Hook(
+    hook = S3Hook(
         aws_conn_id=aws_conn_id,
         transfer_config_args=dict(TRANSFER_CONFIG),
         extra_args={"ContentType": "video/mp4"},
     )
+    # boto3's TransferConfig does not take this s3transfer setting as an argument; it bounds how many
+    # parts of a non-seekable stream are held in memory at once.
+    hook.transfer_config.max_in_memory_upload_chunks = MAX_PARTS_IN_MEMORY
+    return hook
