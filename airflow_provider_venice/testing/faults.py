@@ -84,6 +84,11 @@ class FaultPlan:
         with self._lock:
             self._faults.extend(faults)
 
+    def reseed(self, seed: int) -> None:
+        """Restart the random draws of ``probability`` faults from ``seed``."""
+        with self._lock:
+            self._random.seed(seed)
+
     def clear(self) -> None:
         """Remove every pending fault."""
         with self._lock:

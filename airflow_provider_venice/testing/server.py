@@ -61,9 +61,11 @@ class EmulatorServer(EmulatorControls):
     def __init__(self, emulator: VeniceEmulator, host: str = "127.0.0.1", port: int = 0) -> None:
         self.emulator = emulator
         self.state = emulator.state
-        self._socket = socket.create_server((host, port))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._socket = socket.create_server((host, port), family=family)
         bound_host, bound_port = self._socket.getsockname()[:2]
-        self.root_url = f"http://{bound_host}:{bound_port}"
+        url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+        self.root_url = f"http://{url_host}:{bound_port}"
         self.base_url = f"{self.root_url}/api/v1"
         self.admin_url = f"{self.root_url}/_emulator"
         config = uvicorn.Config(

@@ -63,11 +63,13 @@ class EmulatorState:
             self._rate_window = (0, 0)
 
     def configure(self, **changes: Any) -> EmulatorConfig:
-        """Change config at run time; a new ``balance_usd`` also sets the current balance."""
+        """Change config at run time; a new ``balance_usd`` or ``seed`` also applies at once."""
         with self._lock:
             self.config = self.config.updated(changes)
             if "balance_usd" in changes:
                 self.balance_usd = self.config.balance_usd
+            if "seed" in changes:
+                self.faults.reseed(self.config.seed)
             return self.config
 
     def advance(self, seconds: float) -> None:

@@ -61,6 +61,16 @@ def test_probability_faults_are_reproducible_with_the_seed() -> None:
     assert first != pattern(8)
 
 
+def test_configuring_the_seed_restarts_the_draws(
+    venice_emulator: VeniceEmulator, client: httpx.Client
+) -> None:
+    venice_emulator.add_faults({"endpoint": "/models", "status": 503, "probability": 0.5})
+    venice_emulator.configure(seed=3)
+    first = [client.get("/models").status_code for _ in range(20)]
+    venice_emulator.configure(seed=3)
+    assert [client.get("/models").status_code for _ in range(20)] == first
+
+
 def test_probability_with_times_stops_after_times(
     venice_emulator: VeniceEmulator, client: httpx.Client
 ) -> None:

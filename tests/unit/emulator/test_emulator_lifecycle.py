@@ -49,12 +49,12 @@ def test_average_execution_time_is_deliberately_off(
 def test_job_completes_when_the_clock_is_advanced(
     client: httpx.Client, venice_emulator: VeniceEmulator, queue: Any
 ) -> None:
-    venice_emulator.configure(job_seconds=60)
+    venice_emulator.configure(job_seconds=600)
     job = queue(aspect_ratio="9:16", duration="10s")
-    venice_emulator.advance(59)
+    venice_emulator.advance(590)
     assert _retrieve(client, job).json()["status"] == "PROCESSING"
 
-    venice_emulator.advance(2)
+    venice_emulator.advance(20)
     response = _retrieve(client, job)
 
     assert response.status_code == 200
