@@ -39,5 +39,8 @@ e2e: install
 test: lint types ## every check: lint, types, unit, integration, e2e
 	$(PY) -m pytest -q
 
+demo: install ## run the text-to-video example DAG end to end (emulator + local S3, or the real services)
+	$(PY) demo/run_demo.py
+
 clean:
 	rm -rf $(VENV) .airflow .demo .pytest_cache .mypy_cache .ruff_cache

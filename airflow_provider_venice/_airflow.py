@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from airflow_provider_venice.client import VeniceClient, VeniceError
 
 JOB_STATE_KEY = "venice_job"
+JOB_KEYS = ("model", "queue_id", "download_url", "quote_usd")
 
 
 def as_airflow_failure(error: VeniceError, context_note: str = "") -> AirflowException:
@@ -53,6 +54,13 @@ class JobRecord:
             return None
         value = self._store.get(JOB_STATE_KEY)
         return dict(value) if isinstance(value, dict) else None
+
+    def job(self) -> dict[str, Any] | None:
+        """Return the queued job (``model``, ``queue_id``, ``download_url``, ``quote_usd``), if any."""
+        record = self.load() or {}
+        if not record.get("queue_id"):
+            return None
+        return {key: record.get(key) for key in JOB_KEYS}
 
     def save(self, **fields: Any) -> dict[str, Any]:
         """Merge ``fields`` into the record and persist it at once."""

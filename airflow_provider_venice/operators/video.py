@@ -145,6 +145,10 @@ class VeniceVideoQuoteOperator(VeniceVideoRequestMixin, BaseOperator):
     template_fields: Sequence[str] = (*VIDEO_FIELDS, "venice_conn_id")
     ui_color = "#e8f1ff"
 
+    def __init__(self, **kwargs: Any) -> None:
+        # Defined here so that Airflow's operator metaclass wraps it (it cannot wrap the mixin's).
+        super().__init__(**kwargs)
+
     def execute(self, context: Context) -> dict[str, Any]:
         """Check the request, then ask Venice for its price."""
         client = self.hook.get_conn()
@@ -229,14 +233,11 @@ def resumed_job(record: JobRecord, log: Any) -> dict[str, Any] | None:
     Raises when an earlier try sent ``/video/queue`` without learning the outcome: queueing again
     could pay twice.
     """
-    previous = record.load()
-    if not previous:
+    if (job := record.job()) is not None:
+        log.info("Resuming Venice job %s queued by an earlier try (not queueing again).", job["queue_id"])
+        return job
+    if not record.load():
         return None
-    if previous.get("queue_id"):
-        log.info(
-            "Resuming Venice job %s queued by an earlier try (not queueing again).", previous["queue_id"]
-        )
-        return {key: previous.get(key) for key in ("model", "queue_id", "download_url", "quote_usd")}
     raise AirflowFailException(
         "An earlier try of this task sent /video/queue but did not record Venice's answer, so a job "
         "may already exist and be charged. Not queueing again; check your Venice account, then "
@@ -371,7 +372,7 @@ class VeniceGenerateVideoOperator(VeniceVideoQueueOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Back from the triggerer: deliver the finished video."""
         record = JobRecord(context)
-        job = resumed_job(record, self.log)
+        job = record.job()
         completed_job(event, job["queue_id"] if job else "unknown")
         if job is None:
             raise AirflowFailException("the task state store lost this task's Venice job; cannot deliver it")

@@ -192,6 +192,8 @@ def _verify_and_stamp(
             f"removed it (queue_id {job['queue_id']}; the job was not completed)"
         )
     metadata = {"sha256": sha256, "venice-queue-id": str(job["queue_id"]), "venice-model": str(job["model"])}
+    if job.get("quote_usd") is not None:
+        metadata["venice-quote-usd"] = str(job["quote_usd"])
     s3_hook.get_conn().copy(
         {"Bucket": bucket, "Key": key},
         bucket,

@@ -1,0 +1,22 @@
+"""Settings shared by the example DAGs (read from the environment; no I/O at parse time).
+
+``VENICE_VIDEO_BUCKET`` names the bucket the videos go to. Every example writes under ``videos/``,
+so they all update one asset, ``s3://<bucket>/videos/``, which ``venice_new_video_catalogue`` follows.
+"""
+
+from __future__ import annotations
+
+import os
+
+from airflow.sdk import Asset
+
+VIDEO_BUCKET = os.environ.get("VENICE_VIDEO_BUCKET", "venice-videos")
+VIDEOS_ASSET = Asset(f"s3://{VIDEO_BUCKET}/videos/")
+
+
+def video_key(suffix: str = ".mp4") -> str:
+    """Return a templated key, unique per DAG run (and map index for mapped tasks), under ``videos/``."""
+    return (
+        "videos/{{ dag.dag_id }}/{{ ts_nodash }}{% if ti.map_index >= 0 %}-{{ ti.map_index }}{% endif %}"
+        + suffix
+    )

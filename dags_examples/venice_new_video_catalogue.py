@@ -1,0 +1,35 @@
+"""A downstream DAG scheduled on new videos: runs whenever an example DAG delivers one to S3.
+
+The delivering task's asset event carries the video's S3 URI, size, sha256, Venice queue_id, model
+and price, so this DAG needs no lookups to catalogue it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from airflow.sdk import DAG, task
+from venice_example_settings import VIDEOS_ASSET
+
+with DAG(
+    dag_id="venice_new_video_catalogue",
+    start_date=datetime(2026, 1, 1),
+    schedule=[VIDEOS_ASSET],
+    catchup=False,
+    tags=["venice", "example"],
+):
+
+    @task
+    def catalogue(triggering_asset_events: Any = None) -> list[dict[str, Any]]:
+        """Record every new video announced by the triggering asset events."""
+        videos = [
+            dict(event.extra) for events in (triggering_asset_events or {}).values() for event in events
+        ]
+        for video in videos:
+            print(
+                f"New video {video.get('s3_uri')} ({video.get('size_bytes')} bytes) from {video.get('model')}"
+            )
+        return videos
+
+    catalogue()

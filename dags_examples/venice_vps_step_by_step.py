@@ -1,0 +1,51 @@
+"""A VPS-backed (private) model, step by step: quote, queue, wait, deliver via ``download_url``.
+
+Private models answer ``/video/queue`` with a ``download_url`` valid for 24 hours; the finished video
+is fetched from there (never with the API key), then the link is deleted and the job completed. The
+separate tasks show each stage; ``VeniceGenerateVideoOperator`` does the same in one task.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG
+from venice_example_settings import VIDEO_BUCKET, VIDEOS_ASSET, video_key
+
+from airflow_provider_venice.operators.video import VeniceVideoQueueOperator, VeniceVideoQuoteOperator
+from airflow_provider_venice.sensors.video import VeniceVideoSensor
+from airflow_provider_venice.transfers.venice_to_s3 import VeniceVideoToS3Operator
+
+MODEL = "grok-imagine-text-to-video-private"
+JOB = "ti.xcom_pull(task_ids='queue')"
+
+with DAG(
+    dag_id="venice_vps_step_by_step",
+    start_date=datetime(2026, 1, 1),
+    schedule=None,
+    catchup=False,
+    tags=["venice", "example"],
+    default_args={"retries": 2},
+):
+    request = {"model": MODEL, "prompt": "A gondola gliding under a stone bridge at dawn.", "duration": "6s"}
+    quote = VeniceVideoQuoteOperator(task_id="quote", **request)
+    queue = VeniceVideoQueueOperator(task_id="queue", max_usd=1.50, **request)
+    wait = VeniceVideoSensor(
+        task_id="wait",
+        model=MODEL,
+        queue_id="{{ " + JOB + "['queue_id'] }}",
+        download_url="{{ " + JOB + "['download_url'] }}",
+        deferrable=True,
+        timeout=3600,
+    )
+    deliver = VeniceVideoToS3Operator(
+        task_id="deliver",
+        model=MODEL,
+        queue_id="{{ " + JOB + "['queue_id'] }}",
+        download_url="{{ " + JOB + "['download_url'] }}",
+        quote_usd="{{ " + JOB + "['quote_usd'] }}",
+        s3_bucket=VIDEO_BUCKET,
+        s3_key=video_key(),
+        outlets=[VIDEOS_ASSET],
+    )
+    quote >> queue >> wait >> deliver
