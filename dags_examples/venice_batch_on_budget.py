@@ -11,7 +11,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG, task
 from airflow.sdk.exceptions import AirflowFailException
-from venice_example_settings import VIDEO_BUCKET, VIDEOS_ASSET, video_key
+from venice_example_settings import VIDEO_BUCKET, video_key
 
 from airflow_provider_venice.operators.video import VeniceGenerateVideoOperator, VeniceVideoQuoteOperator
 
@@ -48,7 +48,6 @@ with DAG(
         task_id="generate",
         s3_bucket=VIDEO_BUCKET,
         s3_key=video_key(),
-        outlets=[VIDEOS_ASSET],
         deferrable=True,
         **REQUEST,
     ).expand(prompt=PROMPTS)

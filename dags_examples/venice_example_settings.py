@@ -1,17 +1,15 @@
 """Settings shared by the example DAGs (read from the environment; no I/O at parse time).
 
-``VENICE_VIDEO_BUCKET`` names the bucket the videos go to. Every example writes under ``videos/``,
-so they all update one asset, ``s3://<bucket>/videos/``, which ``venice_new_video_catalogue`` follows.
+``VENICE_VIDEO_BUCKET`` names the bucket the videos go to, under ``videos/<dag_id>/``. Every delivery
+is announced through the provider's ``venice-videos`` asset alias, which ``venice_new_video_catalogue``
+is scheduled on.
 """
 
 from __future__ import annotations
 
 import os
 
-from airflow.sdk import Asset
-
 VIDEO_BUCKET = os.environ.get("VENICE_VIDEO_BUCKET", "venice-videos")
-VIDEOS_ASSET = Asset(f"s3://{VIDEO_BUCKET}/videos/")
 
 
 def video_key(suffix: str = ".mp4") -> str:

@@ -1,7 +1,8 @@
 """A downstream DAG scheduled on new videos: runs whenever an example DAG delivers one to S3.
 
-The delivering task's asset event carries the video's S3 URI, size, sha256, Venice queue_id, model
-and price, so this DAG needs no lookups to catalogue it.
+Delivering operators announce each video through the ``venice-videos`` asset alias as an event of the
+concrete ``s3://bucket/key`` asset. The event's extra carries the video's S3 URI, size, sha256,
+Venice queue_id, model and price, so this DAG needs no lookups to catalogue it.
 """
 
 from __future__ import annotations
@@ -9,13 +10,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk import DAG, task
-from venice_example_settings import VIDEOS_ASSET
+from airflow.sdk import DAG, AssetAlias, task
+
+from airflow_provider_venice.transfers.venice_to_s3 import DEFAULT_ASSET_ALIAS
 
 with DAG(
     dag_id="venice_new_video_catalogue",
     start_date=datetime(2026, 1, 1),
-    schedule=[VIDEOS_ASSET],
+    schedule=[AssetAlias(DEFAULT_ASSET_ALIAS)],
     catchup=False,
     tags=["venice", "example"],
 ):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
-from venice_example_settings import VIDEO_BUCKET, VIDEOS_ASSET, video_key
+from venice_example_settings import VIDEO_BUCKET, video_key
 
 from airflow_provider_venice.operators.video import VeniceGenerateVideoOperator
 
@@ -35,6 +35,5 @@ with DAG(
         max_usd=1.00,
         s3_bucket=VIDEO_BUCKET,
         s3_key=video_key(),
-        outlets=[VIDEOS_ASSET],
         deferrable=True,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.sdk import DAG, Param
-from venice_example_settings import VIDEO_BUCKET, VIDEOS_ASSET, video_key
+from venice_example_settings import VIDEO_BUCKET, video_key
 
 from airflow_provider_venice.operators.video import VeniceGenerateVideoOperator
 
@@ -33,6 +33,5 @@ with DAG(
         duration="Auto",
         s3_bucket=VIDEO_BUCKET,
         s3_key=video_key(),
-        outlets=[VIDEOS_ASSET],
         deferrable=True,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.sdk import DAG
-from venice_example_settings import VIDEO_BUCKET, VIDEOS_ASSET, video_key
+from venice_example_settings import VIDEO_BUCKET, video_key
 
 from airflow_provider_venice.operators.video import VeniceVideoQueueOperator, VeniceVideoQuoteOperator
 from airflow_provider_venice.sensors.video import VeniceVideoSensor
@@ -46,6 +46,5 @@ with DAG(
         quote_usd="{{ " + JOB + "['quote_usd'] }}",
         s3_bucket=VIDEO_BUCKET,
         s3_key=video_key(),
-        outlets=[VIDEOS_ASSET],
     )
     quote >> queue >> wait >> deliver

@@ -28,11 +28,11 @@ from airflow_provider_venice.hooks.venice import VeniceHook
 from airflow_provider_venice.sensors.video import check_job, completed_job, seconds
 from airflow_provider_venice.transfers.venice_to_s3 import (
     check_s3_location,
+    default_outlets,
     deliver_to_s3,
     delivery_result,
     emit_asset_event,
     make_s3_hook,
-    video_asset,
 )
 from airflow_provider_venice.triggers.video import VeniceVideoTrigger
 
@@ -61,14 +61,13 @@ VIDEO_FIELDS = (
 )
 
 
-class VeniceVideoRequestMixin:
-    """The API's video request fields as operator arguments, with checking before anything is paid.
+class VeniceVideoRequestOperator(BaseOperator):
+    """Base of the video operators: the API's request fields as arguments, checked before anything is paid.
 
     Values rendered from templates as text (``"2"``, ``"true"``) are converted to the API's types.
     """
 
-    venice_conn_id: str
-    model: str
+    template_fields: Sequence[str] = (*VIDEO_FIELDS, "venice_conn_id")
 
     def __init__(
         self,
@@ -136,7 +135,7 @@ class VeniceVideoRequestMixin:
         return request
 
 
-class VeniceVideoQuoteOperator(VeniceVideoRequestMixin, BaseOperator):
+class VeniceVideoQuoteOperator(VeniceVideoRequestOperator):
     """Price a video job with ``/video/quote`` (free; creates nothing).
 
     Returns ``{"model", "quote_usd"}``. Takes the API's request fields as arguments.
@@ -161,7 +160,7 @@ class VeniceVideoQuoteOperator(VeniceVideoRequestMixin, BaseOperator):
         return {"model": request.model, "quote_usd": quote}
 
 
-class VeniceVideoQueueOperator(VeniceVideoRequestMixin, BaseOperator):
+class VeniceVideoQueueOperator(VeniceVideoRequestOperator):
     """Start a paid video job with ``/video/queue``, at most once per task instance.
 
     The request is checked against the model's capabilities first. With ``max_usd``, the job is priced
@@ -340,8 +339,7 @@ class VeniceGenerateVideoOperator(VeniceVideoQueueOperator):
         window_interval_s: float = DEFAULT_POLL_POLICY.window_interval_s,
         **kwargs: Any,
     ) -> None:
-        if "outlets" not in kwargs and (asset := video_asset(s3_bucket, s3_key)) is not None:
-            kwargs["outlets"] = [asset]
+        kwargs.setdefault("outlets", default_outlets())
         super().__init__(**kwargs)
         self.s3_bucket = s3_bucket
         self.s3_key = s3_key

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, BaseOperator
+from airflow.sdk import Asset, AssetAlias, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_venice._airflow import as_airflow_failure, release_job
@@ -46,6 +46,7 @@ TRANSFER_CONFIG = {
     "max_io_queue": 4,
 }
 MAX_PARTS_IN_MEMORY = 3
+DEFAULT_ASSET_ALIAS = "venice-videos"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -203,15 +204,6 @@ def _verify_and_stamp(
     )
 
 
-def video_asset(bucket: str, key: str) -> Asset | None:
-    """Return the outlet asset for ``key``'s fixed prefix, when the bucket is known at parse time."""
-    if "{{" in bucket or "{%" in bucket:
-        return None
-    prefix = re.split(r"\{\{|\{%", key, maxsplit=1)[0]
-    prefix = prefix[: prefix.rfind("/") + 1] if "{" in key else key
-    return Asset(f"s3://{bucket}/{prefix}")
-
-
 def delivery_result(delivery: Delivery, job: dict[str, Any]) -> dict[str, Any]:
     """Return the XCom result of a delivery: where and what it is, and its job and cost."""
     return {
@@ -222,11 +214,24 @@ def delivery_result(delivery: Delivery, job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def default_outlets() -> list[AssetAlias]:
+    """Return the default outlets of delivering operators: the ``venice-videos`` asset alias.
+
+    An alias, because the object's key is usually templated and known only at run time (and because a
+    plain ``s3://`` Asset makes Airflow load the Amazon provider, and boto3, when the DAG is parsed).
+    Each delivery adds an event for the concrete ``s3://bucket/key`` asset through it; downstream DAGs
+    schedule on ``AssetAlias("venice-videos")``.
+    """
+    return [AssetAlias(DEFAULT_ASSET_ALIAS)]
+
+
 def emit_asset_event(context: Context, outlets: list[Any], result: dict[str, Any]) -> None:
-    """Attach the video's details to the outlet asset events of this task."""
+    """Announce the video: an event for ``s3://bucket/key`` through each alias, details on each asset."""
     extra = {key: result[key] for key in ("s3_uri", "size_bytes", "sha256", "model", "queue_id", "quote_usd")}
     for outlet in outlets:
-        if isinstance(outlet, Asset):
+        if isinstance(outlet, AssetAlias):
+            context["outlet_events"][outlet].add(Asset(result["s3_uri"]), extra=extra)
+        elif isinstance(outlet, Asset):
             context["outlet_events"][outlet].extra = extra
 
 
@@ -239,7 +244,8 @@ class VeniceVideoToS3Operator(BaseOperator):
     upload is aborted, nothing is completed, and the error names the queue_id.
 
     Returns ``{"s3_uri", "bucket", "key", "size_bytes", "sha256", "content_type", "model", "queue_id",
-    "quote_usd"}`` and records an asset event on the outlet ``s3://bucket/<key prefix>`` asset.
+    "quote_usd"}`` and announces the object through its outlets (by default the ``venice-videos`` asset
+    alias, which gets an event for the concrete ``s3://bucket/key`` asset).
 
     :param replace: overwrite an existing object; when False, an existing key fails before any download.
     :param complete: release the job at Venice after a verified upload.
@@ -273,8 +279,7 @@ class VeniceVideoToS3Operator(BaseOperator):
         quote_usd: float | None = None,
         **kwargs: Any,
     ) -> None:
-        if "outlets" not in kwargs and (asset := video_asset(s3_bucket, s3_key)) is not None:
-            kwargs["outlets"] = [asset]
+        kwargs.setdefault("outlets", default_outlets())
         super().__init__(**kwargs)
         self.model = model
         self.queue_id = queue_id
