@@ -3,17 +3,19 @@ SHELL := /bin/bash
 PYTHON_VERSION ?= 3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# Evaluated when used (after the bootstrap below may have installed it): uv on PATH, else pip's copy.
+UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
 
 .PHONY: install lint types unit integration e2e test demo bench clean
 
-$(UV):
-	python3 -m pip install --quiet uv || pip install --quiet uv
+.PHONY: uv
+uv: ## bootstrap uv when it is missing
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 
-$(VENV)/.installed: pyproject.toml | $(UV)
+$(VENV)/.installed: pyproject.toml | uv
 	$(UV) venv --quiet --allow-existing --python $(PYTHON_VERSION) $(VENV)
 	$(UV) pip install --quiet --python $(PY) -e ".[dev]"
 	touch $@
