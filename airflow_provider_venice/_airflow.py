@@ -75,8 +75,17 @@ class JobRecord:
             self._store.delete(JOB_STATE_KEY)
 
 
+def optional_url(value: str | None) -> str | None:
+    """Read a templated URL field: ``""`` and ``"None"`` (how Jinja renders a null XCom value) mean none."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if text in ("", "None") else text
+
+
 def release_job(client: VeniceClient, model: str, queue_id: str, download_url: str | None, log: Any) -> None:
     """Delete a VPS job's file, then ``/video/complete``; already-released jobs count as done."""
+    download_url = optional_url(download_url)
     if download_url:
         gone = not client.delete_download_url(download_url)
         log.info("Deleted the download_url file of %s%s.", queue_id, " (it was already gone)" if gone else "")

@@ -11,7 +11,7 @@ from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_provider_venice._airflow import as_airflow_failure
+from airflow_provider_venice._airflow import as_airflow_failure, optional_url
 from airflow_provider_venice.client import (
     DEFAULT_POLL_POLICY,
     JobStatus,
@@ -91,7 +91,7 @@ class VeniceVideoSensor(BaseSensorOperator):
             trigger=VeniceVideoTrigger(
                 model=self.model,
                 queue_id=self.queue_id,
-                download_url=self.download_url,
+                download_url=optional_url(self.download_url),
                 venice_conn_id=self.venice_conn_id,
                 deadline=time.time() + seconds(self.timeout),
                 next_poll_at=time.time() + decision.delay_s,
@@ -126,7 +126,7 @@ class VeniceVideoSensor(BaseSensorOperator):
             "status": "COMPLETED",
             "model": self.model,
             "queue_id": self.queue_id,
-            "download_url": self.download_url,
+            "download_url": optional_url(self.download_url),
             "execution_duration_ms": status.execution_duration_ms if status else None,
         }
 

@@ -1,0 +1,286 @@
+"""VeniceVideoTrigger against the in-process emulator (its ASGI app through an httpx transport).
+
+The emulator's clock is advanced by hand, so no test sleeps for longer than the trigger's polling
+floor (1 s); assertions are about calls and events, never about how fast something ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from airflow_provider_venice.hooks.venice import register_transports, unregister_transports
+from airflow_provider_venice.testing import VeniceEmulator
+from airflow_provider_venice.triggers.video import VeniceVideoTrigger
+
+T2V = "wan-2-7-text-to-video"  # the emulator's estimate for it is 0.8 x the true length
+VPS = "grok-imagine-text-to-video-private"
+RETRIEVE = "/api/v1/video/retrieve"
+
+
+@pytest.fixture
+def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[VeniceEmulator]:
+    """An emulator behind ``venice_default``; the client does not retry, so the trigger sees errors."""
+    emu = VeniceEmulator(job_seconds=10)
+    conn = {
+        "conn_type": "venice",
+        "host": emu.base_url,
+        "password": "sk-trigger-test",
+        "extra": {"max_retries": 0, "timeout_s": 10},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_VENICE_DEFAULT", json.dumps(conn))
+    register_transports(emu.base_url, emu.sync_transport(), emu.async_transport())
+    yield emu
+    unregister_transports(emu.base_url)
+
+
+def queue(emu: VeniceEmulator, model: str = T2V, prompt: str = "a fox in the snow") -> dict[str, Any]:
+    body = {"model": model, "prompt": prompt, "duration": "5s" if model == T2V else "6s"}
+    with emu.client() as http:
+        response = http.post("/video/queue", json=body)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def trigger(job: dict[str, Any], **kwargs: Any) -> VeniceVideoTrigger:
+    kwargs.setdefault("deadline", time.time() + 300)
+    kwargs.setdefault("window_interval_s", 0.2)
+    return VeniceVideoTrigger(
+        model=job["model"], queue_id=job["queue_id"], download_url=job.get("download_url"), **kwargs
+    )
+
+
+def retrieves(emu: VeniceEmulator) -> list[dict[str, Any]]:
+    return [call for call in emu.calls() if call["path"] == RETRIEVE]
+
+
+def run(
+    trig: VeniceVideoTrigger,
+    emu: VeniceEmulator,
+    on_retrieve: dict[int, Callable[[], None]] | None = None,
+) -> list[dict[str, Any]]:
+    """Run the trigger to its end; ``on_retrieve[n]`` runs once the emulator has seen n retrieves."""
+    pending = dict(on_retrieve or {})
+
+    async def controller(task: asyncio.Task[list[Any]]) -> None:
+        while pending and not task.done():
+            seen = len(retrieves(emu))
+            for count in sorted(pending):
+                if seen >= count:
+                    pending.pop(count)()
+            await asyncio.sleep(0.01)
+
+    async def main() -> list[Any]:
+        async def collect() -> list[Any]:
+            return [event async for event in trig.run()]
+
+        task = asyncio.ensure_future(collect())
+        await controller(task)
+        return await asyncio.wait_for(task, timeout=30)
+
+    events = asyncio.run(main())
+    before = len(emu.calls())
+    assert len(events) == 1, events  # exactly one event
+    bodies = [call["body"] for call in retrieves(emu) if call["body"] is not None]  # None: faulted
+    assert bodies or not retrieves(emu)
+    for body in bodies:
+        assert body["delete_media_on_completion"] is False
+    assert len(emu.calls()) == before
+    return [event.payload for event in events]
+
+
+def only_retrieves_since(emu: VeniceEmulator, index: int) -> None:
+    assert {call["path"] for call in emu.calls()[index:]} <= {RETRIEVE}
+
+
+# --- serialisation -------------------------------------------------------------------------------
+
+
+def test_serialize_round_trip_is_plain_json() -> None:
+    original = VeniceVideoTrigger(
+        model=VPS,
+        queue_id="q-1",
+        deadline=1_900_000_000.5,
+        download_url="https://venice.test/_media/t/q-1.mp4",
+        venice_conn_id="venice_other",
+        next_poll_at=1_899_999_000.0,
+        window_interval_s=3.0,
+    )
+    classpath, kwargs = original.serialize()
+    assert classpath == "airflow_provider_venice.triggers.video.VeniceVideoTrigger"
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    module, _, name = classpath.rpartition(".")
+    rebuilt = getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
+    assert rebuilt.serialize() == (classpath, kwargs)
+    assert kwargs == {
+        "model": VPS,
+        "queue_id": "q-1",
+        "deadline": 1_900_000_000.5,
+        "download_url": "https://venice.test/_media/t/q-1.mp4",
+        "venice_conn_id": "venice_other",
+        "next_poll_at": 1_899_999_000.0,
+        "window_interval_s": 3.0,
+    }
+
+
+def test_serialize_keeps_absolute_times_after_polling(emulator: VeniceEmulator) -> None:
+    """A trigger handed to another triggerer keeps its deadline and its next poll time."""
+    job = queue(emulator)
+    emulator.advance(9)
+    trig = trigger(job, deadline=time.time() + 300)
+    deadline = trig.serialize()[1]["deadline"]
+
+    def check_state() -> None:
+        kwargs = trig.serialize()[1]
+        assert kwargs["deadline"] == deadline
+        emulator.advance(5)
+
+    run(trig, emulator, {1: check_state})
+    assert trig.serialize()[1]["deadline"] == deadline
+    assert trig.serialize()[1]["next_poll_at"] > 0
+
+
+# --- outcomes ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", [T2V, VPS], ids=["binary-mp4", "vps-completed"])
+def test_success_after_processing(emulator: VeniceEmulator, model: str) -> None:
+    job = queue(emulator, model)
+    start = len(emulator.calls())
+    emulator.advance(9)  # near the end: the trigger polls at its short interval, not a long sleep
+    [event] = run(trigger(job), emulator, {1: lambda: emulator.advance(5)})
+    assert event["status"] == "success"
+    assert event["model"] == model
+    assert event["queue_id"] == job["queue_id"]
+    assert event["download_url"] == job.get("download_url")
+    assert event["execution_duration_ms"] >= 9000
+    assert [call["status"] for call in retrieves(emulator)] == [200, 200]
+    only_retrieves_since(emulator, start)
+    if model == VPS:
+        assert event["download_url"]
+        assert emulator.jobs()[0]["media_deleted"] is False
+
+
+def test_success_at_once_when_the_job_already_finished(emulator: VeniceEmulator) -> None:
+    job = queue(emulator)
+    emulator.advance(60)
+    [event] = run(trigger(job), emulator)
+    assert event["status"] == "success"
+    assert len(retrieves(emulator)) == 1
+    assert emulator.jobs()[0]["status"] == "COMPLETED"  # retrieve did not delete the media
+
+
+def test_provider_refusal_is_an_error_event(emulator: VeniceEmulator) -> None:
+    job = queue(emulator, prompt="a refusedbyprovider scene")
+    emulator.advance(60)
+    [event] = run(trigger(job), emulator)
+    assert event["status"] == "error"
+    assert "422" in event["message"]
+    assert "provider_content_policy" in event["message"]
+    assert job["queue_id"] in event["message"]
+
+
+def test_unknown_queue_id_is_an_error_event(emulator: VeniceEmulator) -> None:
+    [event] = run(trigger({"model": T2V, "queue_id": "no-such-job"}), emulator)
+    assert event["status"] == "error"
+    assert "Request ID is invalid" in event["message"]
+    assert len(retrieves(emulator)) == 1
+
+
+def test_unknown_connection_is_an_error_event(emulator: VeniceEmulator) -> None:
+    [event] = run(trigger({"model": T2V, "queue_id": "q"}, venice_conn_id="venice_missing"), emulator)
+    assert event["status"] == "error"
+    assert "venice_missing" in event["message"]
+    assert emulator.calls() == []
+
+
+def test_timeout_after_one_last_check(emulator: VeniceEmulator) -> None:
+    job = queue(emulator)
+    emulator.advance(9)
+    deadline = time.time() + 0.3
+    [event] = run(trigger(job, deadline=deadline), emulator)
+    assert event["status"] == "timeout"
+    assert job["queue_id"] in event["message"]
+    calls = retrieves(emulator)
+    assert len(calls) == 2  # the first poll, then one last check at the deadline
+    assert calls[-1]["time"] - emulator.state.clock.offset_s >= deadline - 0.05
+
+
+def test_deadline_already_passed_but_job_finished_is_success(emulator: VeniceEmulator) -> None:
+    """A job that finished just before a late check is not reported as timed out."""
+    job = queue(emulator)
+    emulator.advance(60)
+    [event] = run(trigger(job, deadline=time.time() - 10), emulator)
+    assert event["status"] == "success"
+    assert len(retrieves(emulator)) == 1
+
+
+def test_deadline_already_passed_and_job_running_is_timeout_after_one_check(
+    emulator: VeniceEmulator,
+) -> None:
+    job = queue(emulator)
+    [event] = run(trigger(job, deadline=time.time() - 10), emulator)
+    assert event["status"] == "timeout"
+    assert len(retrieves(emulator)) == 1
+
+
+def test_capacity_error_honours_retry_after_then_succeeds(emulator: VeniceEmulator) -> None:
+    job = queue(emulator)
+    emulator.advance(60)
+    emulator.add_faults({"endpoint": "/video/retrieve", "status": 503, "retry_after": 1.5})
+    [event] = run(trigger(job), emulator)
+    assert event["status"] == "success"
+    calls = retrieves(emulator)
+    assert [call["status"] for call in calls] == [503, 200]
+    assert calls[1]["time"] - calls[0]["time"] >= 1.5 - 0.05
+
+
+def test_rate_limit_and_server_errors_are_retried_then_succeed(emulator: VeniceEmulator) -> None:
+    job = queue(emulator)
+    emulator.advance(60)
+    emulator.add_faults({"endpoint": "/video/retrieve", "status": 429, "retry_after": 0})
+    [event] = run(trigger(job), emulator)
+    assert event["status"] == "success"
+    assert [call["status"] for call in retrieves(emulator)] == [429, 200]
+
+
+def test_dropped_connection_is_retried(emulator: VeniceEmulator) -> None:
+    job = queue(emulator)
+    emulator.advance(60)
+    emulator.add_faults({"endpoint": "/video/retrieve", "action": "drop_before"})
+    [event] = run(trigger(job), emulator)
+    assert event["status"] == "success"
+    assert len(retrieves(emulator)) == 2
+
+
+def test_restarted_trigger_waits_for_its_next_poll_time(emulator: VeniceEmulator) -> None:
+    job = queue(emulator)
+    emulator.advance(60)
+    next_poll_at = time.time() + 0.5
+    [event] = run(trigger(job, next_poll_at=next_poll_at), emulator)
+    assert event["status"] == "success"
+    [call] = retrieves(emulator)
+    assert call["time"] - emulator.state.clock.offset_s >= next_poll_at - 0.05
+
+
+def test_many_triggers_share_one_loop(emulator: VeniceEmulator) -> None:
+    jobs = [queue(emulator) for _ in range(5)]
+    emulator.advance(60)
+    triggers = [trigger(job) for job in jobs]
+
+    async def main() -> list[list[Any]]:
+        async def collect(trig: VeniceVideoTrigger) -> list[Any]:
+            return [event async for event in trig.run()]
+
+        return list(await asyncio.gather(*(collect(t) for t in triggers)))
+
+    results = asyncio.run(main())
+    assert [len(events) for events in results] == [1] * 5
+    assert {events[0].payload["queue_id"] for events in results} == {job["queue_id"] for job in jobs}
+    assert all(events[0].payload["status"] == "success" for events in results)
