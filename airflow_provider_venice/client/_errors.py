@@ -44,14 +44,14 @@ class VeniceTimeoutError(VeniceTransportError):
 
 
 class QueueOutcomeUnknownError(VeniceError):
-    """A ``/video/queue`` request may have reached Venice, but no answer came back.
+    """A ``/video/queue`` request may have reached Venice, and whether it created a job is unknown.
 
     Venice has no idempotency key, so resending could pay twice; the job may or may not exist.
     """
 
     def __init__(self, detail: str) -> None:
         super().__init__(
-            "Venice /video/queue: the request was sent but no answer arrived "
+            "Venice /video/queue: the request was sent but its outcome is unknown "
             f"({detail}); the job may or may not have been created and charged. It was not resent, "
             "to avoid paying twice. Check your Venice account before queueing again."
         )

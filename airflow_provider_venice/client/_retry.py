@@ -4,6 +4,7 @@ Rules (see ``venice-api.md``): a 4xx other than 429 is never retried; 429, 500, 
 failures are retried with exponential backoff and jitter, honouring ``Retry-After``, bounded in attempts
 and in total time. ``/video/queue`` charges and has no idempotency key, so it is resent only when the
 first request provably was not processed: the connection was never made, or Venice answered 429/503.
+Any other server error or lost answer on queue means the outcome is unknown: it is never resent.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import TYPE_CHECKING
 
 from airflow_provider_venice.client._errors import (
     CapacityError,
-    GatewayTimeoutError,
     QueueOutcomeUnknownError,
     RateLimitError,
+    ServerError,
     VeniceAPIError,
     VeniceError,
     VeniceTransportError,
@@ -54,6 +55,7 @@ class RetryBudget:
     clock: Callable[[], float] = time.monotonic
     retries: int = 0
     started: float = field(default=0.0)
+    slept: float = 0.0
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -62,7 +64,8 @@ class RetryBudget:
         """Return how long to wait before the next attempt, or raise ``error`` when there is none.
 
         ``request_sent`` is false only when the connection was never made, so Venice cannot have seen
-        the request.
+        the request. The total-time bound counts the delays already handed out as well as the clock, so
+        it holds whatever ``sleep`` the client was given.
         """
         if self.charges:
             self._check_safe_to_resend(error, request_sent=request_sent)
@@ -70,8 +73,10 @@ class RetryBudget:
             raise error
         self.retries += 1
         delay = self._delay_for(error)
-        if self.clock() - self.started + delay > self.policy.max_total_s:
+        elapsed = max(self.clock() - self.started, self.slept)
+        if elapsed + delay > self.policy.max_total_s:
             raise error
+        self.slept += delay
         return delay
 
     def _delay_for(self, error: VeniceError) -> float:
@@ -88,10 +93,11 @@ class RetryBudget:
             if request_sent:
                 raise QueueOutcomeUnknownError(str(error)) from error
             return
-        if isinstance(error, GatewayTimeoutError):
+        if isinstance(error, ServerError):
+            # 500 and 504 reached Venice: whether a job was created and charged is not known.
             raise QueueOutcomeUnknownError(str(error)) from error
         if isinstance(error, VeniceAPIError):
-            raise error  # a definite answer (400..500): never resent
+            raise error  # a definite refusal (4xx): nothing was created, never resent
 
 
 def parse_retry_after(value: str | None, reset_ms: str | None, now: float | None = None) -> float | None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_provider_venice._airflow import as_airflow_failure, release_job
+from airflow_provider_venice._airflow import as_airflow_failure, optional_url, release_job
 from airflow_provider_venice.client import DownloadUrlError, VeniceError
 from airflow_provider_venice.hooks.venice import VeniceHook
 
@@ -311,10 +311,10 @@ class VeniceVideoToS3Operator(BaseOperator):
                 f"s3://{self.s3_bucket}/{self.s3_key} exists and replace=False; nothing was downloaded"
             )
         quote = str(self.quote_usd) if self.quote_usd is not None else ""
-        job = {
+        job: dict[str, Any] = {
             "model": self.model,
             "queue_id": self.queue_id,
-            "download_url": self.download_url,
+            "download_url": optional_url(self.download_url),
             "quote_usd": float(quote) if quote not in ("", "None") else None,
         }
         client = self.hook.get_conn()
@@ -331,7 +331,7 @@ class VeniceVideoToS3Operator(BaseOperator):
         )
         if self.complete:
             try:
-                release_job(client, self.model, self.queue_id, self.download_url, self.log)
+                release_job(client, self.model, self.queue_id, job["download_url"], self.log)
             except VeniceError as exc:
                 raise as_airflow_failure(
                     exc, f" (video safely in {delivery.s3_uri}; queue_id {self.queue_id})"
