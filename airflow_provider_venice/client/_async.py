@@ -108,7 +108,7 @@ class AsyncVeniceClient:
         if self._core.is_video(response):
             await response.aclose()
             return self._core.video_status(response)
-        return self._core.json_status(await _read_capped(response, MAX_STATUS_BODY))
+        return self._core.json_status(await _read_capped(response, MAX_STATUS_BODY, Endpoint.RETRIEVE))
 
     @asynccontextmanager
     async def open_video(
@@ -118,7 +118,9 @@ class AsyncVeniceClient:
         response = await self._open(Endpoint.RETRIEVE, RetrieveVideoRequest(model=model, queue_id=queue_id))
         try:
             if not self._core.is_video(response):
-                status = self._core.json_status(await _read_capped(response, MAX_STATUS_BODY))
+                status = self._core.json_status(
+                    await _read_capped(response, MAX_STATUS_BODY, Endpoint.RETRIEVE)
+                )
                 raise VideoNotReadyError(
                     queue_id, status.state, f": {status.message}" if status.message else ""
                 )
@@ -176,12 +178,12 @@ class AsyncVeniceClient:
         """``POST /video/transcriptions``: transcribe a YouTube video (json or text)."""
         request = TranscriptionRequest.model_validate({"url": url, "response_format": response_format})
         response = await self._open(Endpoint.TRANSCRIPTIONS, request)
-        raw = await _read_capped(response, MAX_STATUS_BODY * 16)
+        raw = await _read_capped(response, MAX_STATUS_BODY * 16, Endpoint.TRANSCRIPTIONS)
         return self._core.transcription(response, raw)
 
     async def _json(self, endpoint: Endpoint, body: _Request | None, model: type[ModelT]) -> ModelT:
         response = await self._open(endpoint, body)
-        return self._core.parse(endpoint, await _read_capped(response, MAX_STATUS_BODY), model)
+        return self._core.parse(endpoint, await _read_capped(response, MAX_STATUS_BODY, endpoint), model)
 
     async def _open(self, endpoint: Endpoint, body: _Request | None = None) -> httpx.Response:
         """Send with retries; return a 2xx response whose body is not read yet."""
@@ -207,7 +209,7 @@ class AsyncVeniceClient:
         while True:
             try:
                 response = await self._http.send(
-                    httpx.Request(method, url), stream=True, follow_redirects=True
+                    self._core.build_plain(method, url), stream=True, follow_redirects=True
                 )
             except httpx.TransportError as exc:
                 error, sent = self._core.transport_error(Endpoint.RETRIEVE, exc)
@@ -227,16 +229,21 @@ def _or_raise(decide: Callable[..., float], error: VeniceError, sent: bool, caus
         raise final from cause
 
 
-async def _read_capped(response: httpx.Response, limit: int) -> bytes:
-    """Read at most ``limit`` bytes of a (small) body, then close the response."""
+async def _read_capped(response: httpx.Response, limit: int, endpoint: Endpoint | None = None) -> bytes:
+    """Read at most ``limit`` bytes of a (small) body, then close the response.
+
+    With ``endpoint`` the body is a 2xx answer, and a body cut short raises instead of being truncated.
+    """
     buffer = bytearray()
     try:
         async for chunk in response.aiter_bytes():
             buffer += chunk
             if len(buffer) >= limit:
                 break
-    except httpx.TransportError:
-        pass  # the status already says what happened; a cut error body adds nothing
+    except httpx.TransportError as exc:
+        if endpoint is not None:
+            raise ClientCore.body_error(endpoint, exc) from exc
+        # an error body: the status already says what happened; a cut error body adds nothing
     finally:
         await response.aclose()
     return bytes(buffer[:limit])

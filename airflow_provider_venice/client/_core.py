@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from airflow_provider_venice import __version__
 from airflow_provider_venice.client._errors import (
     DownloadUrlError,
+    QueueOutcomeUnknownError,
     VeniceAPIError,
     VeniceError,
     VeniceTimeoutError,
@@ -154,7 +155,8 @@ class ClientCore:
 
     def build(self, endpoint: Endpoint, body: _Request | None = None) -> httpx.Request:
         """Build an authenticated API request."""
-        headers = {"Authorization": f"Bearer {self.api_key.reveal()}"}
+        # ``Client.send`` does not merge the client's default headers: every request carries its own.
+        headers = {"Authorization": f"Bearer {self.api_key.reveal()}", "User-Agent": USER_AGENT}
         if endpoint is Endpoint.MODELS:
             return httpx.Request("GET", f"{self.base_url}/models", params={"type": "video"}, headers=headers)
         if endpoint is Endpoint.RETRIEVE:
@@ -167,6 +169,11 @@ class ClientCore:
         )
 
     @staticmethod
+    def build_plain(method: str, url: str) -> httpx.Request:
+        """Build a request to a non-API URL (a VPS ``download_url``): never with the API key."""
+        return httpx.Request(method, url, headers={"User-Agent": USER_AGENT})
+
+    @staticmethod
     def transport_error(endpoint: Endpoint, exc: httpx.TransportError) -> tuple[VeniceError, bool]:
         """Map an httpx failure to our error, and say whether the request may have reached Venice."""
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -174,6 +181,17 @@ class ClientCore:
         if isinstance(exc, httpx.TimeoutException):
             return VeniceTimeoutError(endpoint.path, detail), sent
         return VeniceTransportError(endpoint.path, detail), sent
+
+    @staticmethod
+    def body_error(endpoint: Endpoint, exc: httpx.TransportError) -> VeniceError:
+        """Map a failure while reading a 2xx answer's body; the request certainly reached Venice.
+
+        For ``/video/queue`` the job exists but its queue_id was lost, so the outcome is unknown.
+        """
+        error, _ = ClientCore.transport_error(endpoint, exc)
+        if endpoint.charges:
+            return QueueOutcomeUnknownError(f"answer cut short: {error}")
+        return error
 
     @staticmethod
     def error_from(endpoint: Endpoint, response: httpx.Response, raw_body: bytes) -> VeniceAPIError:
@@ -203,7 +221,10 @@ class ClientCore:
         """Build the error for a failed request to a ``download_url`` (5xx stay retryable)."""
         message = venice_message(decode_body(raw_body)) or response.reason_phrase
         if response.status_code >= 500 or response.status_code == 429:
-            return api_error("download_url", response.status_code, raw_body, None)
+            retry_after = parse_retry_after(
+                response.headers.get("retry-after"), response.headers.get("x-ratelimit-reset-requests")
+            )
+            return api_error("download_url", response.status_code, raw_body, retry_after)
         return DownloadUrlError(response.status_code, message)
 
     @staticmethod

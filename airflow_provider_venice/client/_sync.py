@@ -102,7 +102,7 @@ class VeniceClient:
         if self._core.is_video(response):
             response.close()
             return self._core.video_status(response)
-        return self._core.json_status(_read_capped(response, MAX_STATUS_BODY))
+        return self._core.json_status(_read_capped(response, MAX_STATUS_BODY, Endpoint.RETRIEVE))
 
     @contextmanager
     def open_video(self, model: str, queue_id: str, chunk_size: int = CHUNK_SIZE) -> Iterator[VideoStream]:
@@ -110,7 +110,7 @@ class VeniceClient:
         response = self._open(Endpoint.RETRIEVE, RetrieveVideoRequest(model=model, queue_id=queue_id))
         try:
             if not self._core.is_video(response):
-                status = self._core.json_status(_read_capped(response, MAX_STATUS_BODY))
+                status = self._core.json_status(_read_capped(response, MAX_STATUS_BODY, Endpoint.RETRIEVE))
                 raise VideoNotReadyError(
                     queue_id, status.state, f": {status.message}" if status.message else ""
                 )
@@ -162,12 +162,12 @@ class VeniceClient:
         """``POST /video/transcriptions``: transcribe a YouTube video (json or text)."""
         request = TranscriptionRequest.model_validate({"url": url, "response_format": response_format})
         response = self._open(Endpoint.TRANSCRIPTIONS, request)
-        raw = _read_capped(response, MAX_STATUS_BODY * 16)
+        raw = _read_capped(response, MAX_STATUS_BODY * 16, Endpoint.TRANSCRIPTIONS)
         return self._core.transcription(response, raw)
 
     def _json(self, endpoint: Endpoint, body: _Request | None, model: type[ModelT]) -> ModelT:
         response = self._open(endpoint, body)
-        return self._core.parse(endpoint, _read_capped(response, MAX_STATUS_BODY), model)
+        return self._core.parse(endpoint, _read_capped(response, MAX_STATUS_BODY, endpoint), model)
 
     def _open(self, endpoint: Endpoint, body: _Request | None = None) -> httpx.Response:
         """Send with retries; return a 2xx response whose body is not read yet."""
@@ -190,7 +190,9 @@ class VeniceClient:
         budget = self._core.budget(Endpoint.RETRIEVE)
         while True:
             try:
-                response = self._http.send(httpx.Request(method, url), stream=True, follow_redirects=True)
+                response = self._http.send(
+                    self._core.build_plain(method, url), stream=True, follow_redirects=True
+                )
             except httpx.TransportError as exc:
                 error, sent = self._core.transport_error(Endpoint.RETRIEVE, exc)
                 delay = _or_raise(budget.delay_before_retry, error, sent, exc)
@@ -209,16 +211,21 @@ def _or_raise(decide: Callable[..., float], error: VeniceError, sent: bool, caus
         raise final from cause
 
 
-def _read_capped(response: httpx.Response, limit: int) -> bytes:
-    """Read at most ``limit`` bytes of a (small) body, then close the response."""
+def _read_capped(response: httpx.Response, limit: int, endpoint: Endpoint | None = None) -> bytes:
+    """Read at most ``limit`` bytes of a (small) body, then close the response.
+
+    With ``endpoint`` the body is a 2xx answer, and a body cut short raises instead of being truncated.
+    """
     buffer = bytearray()
     try:
         for chunk in response.iter_bytes():
             buffer += chunk
             if len(buffer) >= limit:
                 break
-    except httpx.TransportError:
-        pass  # the status already says what happened; a cut error body adds nothing
+    except httpx.TransportError as exc:
+        if endpoint is not None:
+            raise ClientCore.body_error(endpoint, exc) from exc
+        # an error body: the status already says what happened; a cut error body adds nothing
     finally:
         response.close()
     return bytes(buffer[:limit])
