@@ -13,6 +13,7 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_venice.client import (
     DEFAULT_BASE_URL,
+    NO_RETRY,
     AsyncVeniceClient,
     RetryPolicy,
     VeniceClient,
@@ -122,9 +123,14 @@ class VeniceHook(BaseHook):
     @cached_property
     def client(self) -> VeniceClient:
         """The synchronous client for this connection."""
+        return self._new_client()
+
+    def _new_client(self, **overrides: Any) -> VeniceClient:
         settings = self.settings
         transport = self._transport or _TRANSPORTS.get(settings.base_url, (None, None))[0]
-        return VeniceClient(settings.api_key, transport=transport, **settings.client_kwargs())
+        return VeniceClient(
+            settings.api_key, transport=transport, **{**settings.client_kwargs(), **overrides}
+        )
 
     async def aget_settings(self) -> VeniceSettings:
         """Look the connection up without blocking the event loop (for triggers)."""
@@ -137,9 +143,13 @@ class VeniceHook(BaseHook):
         return shared_async_client(settings, transport)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check the key and base URL with ``GET /models?type=video`` (free)."""
+        """Check the key and base URL with ``GET /models?type=video`` (free), answering at once.
+
+        Unlike task calls, it does not retry: the UI's Test button should report a dead host now.
+        """
         try:
-            models = self.get_conn().list_video_models()
+            with self._new_client(retry=NO_RETRY) as client:
+                models = client.list_video_models()
         except VeniceError as exc:
             return False, str(exc)
         return True, f"Connected to {self.settings.base_url}: {len(models.data)} video models available."
