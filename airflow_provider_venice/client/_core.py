@@ -196,10 +196,7 @@ class ClientCore:
     @staticmethod
     def error_from(endpoint: Endpoint, response: httpx.Response, raw_body: bytes) -> VeniceAPIError:
         """Build the error for a non-2xx response."""
-        retry_after = parse_retry_after(
-            response.headers.get("retry-after"), response.headers.get("x-ratelimit-reset-requests")
-        )
-        return api_error(endpoint.path, response.status_code, raw_body, retry_after)
+        return api_error(endpoint.path, response.status_code, raw_body, retry_hint(response))
 
     @staticmethod
     def parse(endpoint: Endpoint, raw_body: bytes, model: type[ModelT]) -> ModelT:
@@ -221,10 +218,7 @@ class ClientCore:
         """Build the error for a failed request to a ``download_url`` (5xx stay retryable)."""
         message = venice_message(decode_body(raw_body)) or response.reason_phrase
         if response.status_code >= 500 or response.status_code == 429:
-            retry_after = parse_retry_after(
-                response.headers.get("retry-after"), response.headers.get("x-ratelimit-reset-requests")
-            )
-            return api_error("download_url", response.status_code, raw_body, retry_after)
+            return api_error("download_url", response.status_code, raw_body, retry_hint(response))
         return DownloadUrlError(response.status_code, message)
 
     @staticmethod
@@ -266,6 +260,19 @@ class ClientCore:
             return JobStatus("completed", average, elapsed)
         message = body.get("error") or body.get("error_code") or f"status {status or 'missing'}"
         return JobStatus("failed", average, elapsed, message=f"{status or 'UNKNOWN'}: {message}")
+
+
+def retry_hint(response: httpx.Response) -> float | None:
+    """Seconds to wait before retrying, from ``Retry-After`` or the request-rate reset time.
+
+    The reset time of the request-rate window (``x-ratelimit-reset-requests``, sent on every answer) is a
+    hint only when that window is used up: a 503 or 429 while requests remain (model at capacity) is
+    backed off normally instead of waiting for a window that may reset hours later.
+    """
+    remaining = response.headers.get("x-ratelimit-remaining-requests", "").strip()
+    exhausted = not remaining.isdigit() or int(remaining) == 0
+    reset_ms = response.headers.get("x-ratelimit-reset-requests") if exhausted else None
+    return parse_retry_after(response.headers.get("retry-after"), reset_ms)
 
 
 def _int_or_none(value: Any) -> int | None:
