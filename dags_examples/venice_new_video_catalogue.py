@@ -25,8 +25,12 @@ with DAG(
     @task
     def catalogue(triggering_asset_events: Any = None) -> list[dict[str, Any]]:
         """Record every new video announced by the triggering asset events."""
+        # Each event is listed under its asset and again under the alias it came through: count it once.
         videos = [
-            dict(event.extra) for events in (triggering_asset_events or {}).values() for event in events
+            dict(event.extra)
+            for asset, events in (triggering_asset_events or {}).items()
+            if not isinstance(asset, AssetAlias)
+            for event in events
         ]
         for video in videos:
             print(
