@@ -177,8 +177,37 @@ def deliver_to_s3(
     except Exception as exc:  # S3 failures arrive as botocore/boto3 errors of many kinds
         raise VideoDeliveryError(f"S3 upload to s3://{bucket}/{key} failed: {exc}{note}") from exc
     sha256 = reader.digest.hexdigest()
-    _verify_and_stamp(s3_hook, bucket, key, reader.size, sha256, job)
+    try:
+        _verify_and_stamp(s3_hook, bucket, key, reader.size, sha256, job)
+    except VideoDeliveryError:
+        raise
+    except Exception as exc:  # the object is there but unverified or unstamped: remove it, as on failure
+        _remove_quietly(s3_hook, bucket, key)
+        raise VideoDeliveryError(f"S3 could not verify s3://{bucket}/{key}: {exc}{note}") from exc
     return Delivery(f"s3://{bucket}/{key}", bucket, key, reader.size, sha256, "video/mp4")
+
+
+def _remove_quietly(s3_hook: S3Hook, bucket: str, key: str) -> None:
+    try:
+        s3_hook.delete_objects(bucket, [key])
+    except Exception:  # best effort; the error that matters is raised by the caller
+        s3_hook.log.warning("Could not remove s3://%s/%s after a failed verification.", bucket, key)
+
+
+def earlier_delivery(s3_hook: S3Hook, bucket: str, key: str, queue_id: str) -> Delivery | None:
+    """Return the delivery already in ``s3://bucket/key`` when it is this job's verified video.
+
+    Only a verified upload carries the ``sha256`` and ``venice-queue-id`` metadata, so a retry after
+    a failed release finds the video in place and needs no second download.
+    """
+    head = s3_hook.head_object(key, bucket)
+    metadata = (head or {}).get("Metadata") or {}
+    if head is None or metadata.get("venice-queue-id") != str(queue_id) or not metadata.get("sha256"):
+        return None
+    content_type = str(head.get("ContentType") or "video/mp4")
+    return Delivery(
+        f"s3://{bucket}/{key}", bucket, key, int(head["ContentLength"]), metadata["sha256"], content_type
+    )
 
 
 def _verify_and_stamp(
@@ -247,7 +276,9 @@ class VeniceVideoToS3Operator(BaseOperator):
     "quote_usd"}`` and announces the object through its outlets (by default the ``venice-videos`` asset
     alias, which gets an event for the concrete ``s3://bucket/key`` asset).
 
-    :param replace: overwrite an existing object; when False, an existing key fails before any download.
+    :param replace: overwrite an existing object; when False, an existing key fails before any download
+        (unless it already holds this job's verified video, left by an earlier try: then the job is only
+        released).
     :param complete: release the job at Venice after a verified upload.
     :param quote_usd: the job's price, passed through to the result and the asset event.
     """
@@ -306,7 +337,12 @@ class VeniceVideoToS3Operator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         """Deliver, verify, release."""
         check_s3_location(self.s3_bucket, self.s3_key)
-        if not self.replace and self.s3_hook.check_for_key(self.s3_key, self.s3_bucket):
+        delivery = earlier_delivery(self.s3_hook, self.s3_bucket, self.s3_key, self.queue_id)
+        if delivery is not None:
+            self.log.info(
+                "%s already holds the verified video of %s (an earlier try).", delivery.s3_uri, self.queue_id
+            )
+        elif not self.replace and self.s3_hook.check_for_key(self.s3_key, self.s3_bucket):
             raise AirflowFailException(
                 f"s3://{self.s3_bucket}/{self.s3_key} exists and replace=False; nothing was downloaded"
             )
@@ -318,17 +354,18 @@ class VeniceVideoToS3Operator(BaseOperator):
             "quote_usd": float(quote) if quote not in ("", "None") else None,
         }
         client = self.hook.get_conn()
-        delivery = deliver_to_s3(
-            client=client,
-            s3_hook=self.s3_hook,
-            job=job,
-            bucket=self.s3_bucket,
-            key=self.s3_key,
-            abort=self._abort,
-        )
-        self.log.info(
-            "Delivered %s (%d bytes, sha256 %s).", delivery.s3_uri, delivery.size_bytes, delivery.sha256
-        )
+        if delivery is None:
+            delivery = deliver_to_s3(
+                client=client,
+                s3_hook=self.s3_hook,
+                job=job,
+                bucket=self.s3_bucket,
+                key=self.s3_key,
+                abort=self._abort,
+            )
+            self.log.info(
+                "Delivered %s (%d bytes, sha256 %s).", delivery.s3_uri, delivery.size_bytes, delivery.sha256
+            )
         if self.complete:
             try:
                 release_job(client, self.model, self.queue_id, job["download_url"], self.log)
