@@ -29,13 +29,18 @@ found = {}
 for dag in bag.dags.values():
     found.setdefault(Path(dag.fileloc).name, []).append(dag.dag_id)
 errors = {Path(name).name: str(error)[-2000:] for name, error in bag.import_errors.items()}
-print(json.dumps({"dags": found, "errors": errors, "boto3": "boto3" in sys.modules, "botocore": "botocore" in sys.modules}))
+heavy = {name: name in sys.modules for name in ("boto3", "botocore")}
+print(json.dumps({"dags": found, "errors": errors, **heavy}))
 """
 
 
 def _parse() -> dict:
     result = subprocess.run(
-        [sys.executable, "-c", _PARSE, str(EXAMPLES)], capture_output=True, text=True, check=False, timeout=120
+        [sys.executable, "-c", _PARSE, str(EXAMPLES)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
