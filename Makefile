@@ -44,5 +44,8 @@ test: lint types ## every check: lint, types, unit, integration, e2e
 demo: install ## run the text-to-video example DAG end to end (emulator + local S3, or the real services)
 	$(PY) demo/run_demo.py
 
+bench: install ## every benchmark (about 10 minutes); writes BENCHMARKS.md
+	$(PY) bench/run_all.py
+
 clean:
 	rm -rf $(VENV) .airflow .demo .pytest_cache .mypy_cache .ruff_cache

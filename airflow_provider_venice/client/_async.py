@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 import httpx
 
 from airflow_provider_venice.client._core import (
-    DEFAULT_BASE_URL,
     DEFAULT_TIMEOUT,
     MAX_ERROR_BODY,
     MAX_STATUS_BODY,
+    POOL_SIZE,
     AsyncVideoStream,
     ClientCore,
     Endpoint,
@@ -40,6 +40,7 @@ from airflow_provider_venice.client._models import (
     _Request,
 )
 from airflow_provider_venice.client._retry import RetryPolicy
+from airflow_provider_venice.client._urls import DEFAULT_BASE_URL
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -49,6 +50,11 @@ CHUNK_SIZE = 1024 * 1024
 
 class AsyncVeniceClient:
     """Asynchronous client for the Venice video API; share one instance across triggers.
+
+    At most ``POOL_SIZE`` requests are being sent at once; the others wait their turn on a semaphore
+    rather than in httpx's connection pool, whose queue costs time per request in proportion to its
+    length (2,000 triggers polling at once stalled the event loop for tens of seconds that way).
+    Retry back-offs are slept outside that limit.
 
     ``transport`` is the test seam (``httpx.MockTransport`` or the emulator's ASGI transport).
     """
@@ -65,6 +71,7 @@ class AsyncVeniceClient:
     ) -> None:
         self._core = ClientCore(api_key, base_url, timeout, retry or RetryPolicy())
         self._http = httpx.AsyncClient(transport=transport, **self._core.client_kwargs())
+        self._sending = asyncio.Semaphore(POOL_SIZE)
         self._sleep = sleep
 
     def __repr__(self) -> str:
@@ -190,7 +197,8 @@ class AsyncVeniceClient:
         budget = self._core.budget(endpoint)
         while True:
             try:
-                response = await self._http.send(self._core.build(endpoint, body), stream=True)
+                async with self._sending:
+                    response = await self._http.send(self._core.build(endpoint, body), stream=True)
             except httpx.TransportError as exc:
                 error, sent = self._core.transport_error(endpoint, exc)
                 delay = _or_raise(budget.delay_before_retry, error, sent, exc)
@@ -208,9 +216,10 @@ class AsyncVeniceClient:
         budget = self._core.budget(Endpoint.RETRIEVE)
         while True:
             try:
-                response = await self._http.send(
-                    self._core.build_plain(method, url), stream=True, follow_redirects=True
-                )
+                async with self._sending:
+                    response = await self._http.send(
+                        self._core.build_plain(method, url), stream=True, follow_redirects=True
+                    )
             except httpx.TransportError as exc:
                 error, sent = self._core.transport_error(Endpoint.RETRIEVE, exc)
                 delay = _or_raise(budget.delay_before_retry, error, sent, exc)

@@ -7,12 +7,10 @@ responses into a typed :class:`JobStatus` from the status code and ``Content-Typ
 from __future__ import annotations
 
 import enum
-import ipaddress
 import json
 import platform
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
-from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -31,17 +29,19 @@ from airflow_provider_venice.client._errors import (
 )
 from airflow_provider_venice.client._models import Transcription
 from airflow_provider_venice.client._retry import RetryBudget, RetryPolicy, parse_retry_after
+from airflow_provider_venice.client._urls import check_base_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
     from airflow_provider_venice.client._models import _Request
 
-DEFAULT_BASE_URL = "https://api.venice.ai/api/v1"
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0, pool=30.0)
 USER_AGENT = (
     f"airflow-provider-venice/{__version__} httpx/{httpx.__version__} python/{platform.python_version()}"
 )
+# Connections per client, all kept alive: a triggerer's thousands of waiting jobs share these few.
+POOL_SIZE = 20
 MAX_ERROR_BODY = 64 * 1024
 MAX_STATUS_BODY = 1024 * 1024
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -103,28 +103,6 @@ class _Secret:
     __str__ = __repr__
 
 
-def check_base_url(base_url: str) -> str:
-    """Return the normalised base URL, refusing plain ``http://`` unless the host is loopback."""
-    parts = urlsplit(base_url.strip())
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise VeniceError(f"Venice base URL must be an http(s) URL with a host, got {parts.scheme!r} scheme")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise VeniceError(
-            f"Venice base URL {parts.scheme}://{parts.hostname}: plain http is only allowed for loopback "
-            "hosts (the emulator); use https so the API key is never sent in clear text"
-        )
-    return base_url.strip().rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class ClientCore:
     """Request building and response parsing shared by :class:`VeniceClient` and its async twin."""
 
@@ -145,6 +123,7 @@ class ClientCore:
         """Keyword arguments for the ``httpx`` client; no credentials at client level."""
         return {
             "timeout": self.timeout,
+            "limits": httpx.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE),
             "headers": {"User-Agent": USER_AGENT},
             "follow_redirects": False,
         }

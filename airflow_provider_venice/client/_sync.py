@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 import httpx
 
 from airflow_provider_venice.client._core import (
-    DEFAULT_BASE_URL,
     DEFAULT_TIMEOUT,
     MAX_ERROR_BODY,
     MAX_STATUS_BODY,
@@ -39,6 +38,7 @@ from airflow_provider_venice.client._models import (
     _Request,
 )
 from airflow_provider_venice.client._retry import RetryPolicy
+from airflow_provider_venice.client._urls import DEFAULT_BASE_URL
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -11,18 +11,12 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from airflow.sdk import BaseHook
 
-from airflow_provider_venice.client import (
-    DEFAULT_BASE_URL,
-    NO_RETRY,
-    AsyncVeniceClient,
-    RetryPolicy,
-    VeniceClient,
-    VeniceError,
-    check_base_url,
-)
+from airflow_provider_venice.client import DEFAULT_BASE_URL, VeniceError, check_base_url
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
+
+    from airflow_provider_venice.client import AsyncVeniceClient, VeniceClient
 
 _DEFAULT_PATH = "api/v1"
 
@@ -54,6 +48,8 @@ class VeniceSettings:
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments shared by the sync and async clients."""
+        from airflow_provider_venice.client import RetryPolicy
+
         kwargs: dict[str, Any] = {"base_url": self.base_url}
         if self.timeout_s is not None:
             kwargs["timeout"] = httpx.Timeout(self.timeout_s, connect=10.0, pool=30.0)
@@ -126,6 +122,8 @@ class VeniceHook(BaseHook):
         return self._new_client()
 
     def _new_client(self, **overrides: Any) -> VeniceClient:
+        from airflow_provider_venice.client import VeniceClient
+
         settings = self.settings
         transport = self._transport or _TRANSPORTS.get(settings.base_url, (None, None))[0]
         return VeniceClient(
@@ -147,6 +145,8 @@ class VeniceHook(BaseHook):
 
         Unlike task calls, it does not retry: the UI's Test button should report a dead host now.
         """
+        from airflow_provider_venice.client import NO_RETRY
+
         try:
             with self._new_client(retry=NO_RETRY) as client:
                 models = client.list_video_models()
@@ -195,6 +195,8 @@ def shared_async_client(
     A triggerer runs every trigger on one loop; sharing one client (and its bounded connection pool)
     across all of them costs one pool instead of one per trigger or per poll.
     """
+    from airflow_provider_venice.client import AsyncVeniceClient
+
     clients = _SHARED.setdefault(asyncio.get_running_loop(), {})
     key = (settings, id(transport))
     client = clients.get(key)

@@ -16,13 +16,8 @@ from airflow_provider_venice._airflow import JobRecord, as_airflow_failure, rele
 from airflow_provider_venice.client import (
     DEFAULT_POLL_POLICY,
     QueueOutcomeUnknownError,
-    QueueVideoRequest,
-    VeniceClient,
     VeniceError,
     VeniceRequestInvalidError,
-    build_queue_request,
-    validate_queue_request,
-    video_catalogue,
 )
 from airflow_provider_venice.hooks.venice import VeniceHook
 from airflow_provider_venice.sensors.video import check_job, completed_job, seconds
@@ -41,6 +36,8 @@ if TYPE_CHECKING:
 
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from airflow.sdk import Context
+
+    from airflow_provider_venice.client import QueueVideoRequest, VeniceClient
 
 VIDEO_FIELDS = (
     "model",
@@ -115,6 +112,8 @@ class VeniceVideoRequestOperator(BaseOperator):
 
     def video_request(self) -> QueueVideoRequest:
         """Build the request from the (rendered) fields; a wrong type fails naming the field."""
+        from airflow_provider_venice.client import build_queue_request
+
         fields = {name: _native(name, getattr(self, name)) for name in VIDEO_FIELDS}
         if fields["duration"] is None:
             raise AirflowFailException("duration: required (e.g. '5s', or 'Auto' where the model allows it)")
@@ -125,6 +124,8 @@ class VeniceVideoRequestOperator(BaseOperator):
 
     def checked_request(self, client: VeniceClient) -> QueueVideoRequest:
         """Build the request and check it against the model's live capabilities; nothing is paid."""
+        from airflow_provider_venice.client import validate_queue_request, video_catalogue
+
         request = self.video_request()
         try:
             validate_queue_request(request, video_catalogue(client))

@@ -14,7 +14,6 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_provider_venice._airflow import as_airflow_failure, optional_url
 from airflow_provider_venice.client import (
     DEFAULT_POLL_POLICY,
-    JobStatus,
     PollDecision,
     PollPolicy,
     VeniceError,
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
-    from airflow_provider_venice.client import VeniceClient
+    from airflow_provider_venice.client import JobStatus, VeniceClient
 
 EVENT_STATUSES = ("success", "error", "timeout")
 

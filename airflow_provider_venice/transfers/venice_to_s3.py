@@ -14,6 +14,7 @@ byte count and the digest is stored in the object's metadata. Only then is the j
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import re
@@ -46,6 +47,14 @@ TRANSFER_CONFIG = {
     "max_io_queue": 4,
 }
 MAX_PARTS_IN_MEMORY = 3
+# The metadata stamp is a server-side copy of the object onto itself. One CopyObject request does it up
+# to S3's 5 GiB limit; above that, 512 MiB parts keep the part count low (10,000 parts reach 5 TiB).
+# With the upload's 8 MiB parts, a 1 GiB video took 128 UploadPartCopy requests instead of one.
+COPY_CONFIG = {
+    "multipart_threshold": 5 * 1024 * MIB,
+    "multipart_chunksize": 512 * MIB,
+    "max_concurrency": 4,
+}
 DEFAULT_ASSET_ALIAS = "venice-videos"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
@@ -213,23 +222,45 @@ def earlier_delivery(s3_hook: S3Hook, bucket: str, key: str, queue_id: str) -> D
 def _verify_and_stamp(
     s3_hook: S3Hook, bucket: str, key: str, size: int, sha256: str, job: dict[str, Any]
 ) -> None:
-    """Check the stored object's size, then record the digest and the job in its metadata."""
+    """Check the stored object's size, then record the digest and the job in its metadata.
+
+    The stamp is a server-side copy of the object onto itself that also asks S3 for a SHA-256 checksum
+    of the whole object; S3 computes it from the bytes it holds, so comparing it with the digest of the
+    bytes received proves the object is what Venice sent (above 5 GiB the copy is multipart and S3's
+    checksum is per part: then the size check and the metadata stand alone).
+    """
+    from boto3.s3.transfer import TransferConfig
+
     head = s3_hook.head_object(key, bucket) or {}
     if head.get("ContentLength") != size:
-        s3_hook.delete_objects(bucket, [key])
-        raise VideoDeliveryError(
-            f"s3://{bucket}/{key} holds {head.get('ContentLength')} bytes, not the {size} received; "
-            f"removed it (queue_id {job['queue_id']}; the job was not completed)"
-        )
+        stored_size = head.get("ContentLength")
+        _refuse(s3_hook, bucket, key, job, f"holds {stored_size} bytes, not the {size} received")
     metadata = {"sha256": sha256, "venice-queue-id": str(job["queue_id"]), "venice-model": str(job["model"])}
     if job.get("quote_usd") is not None:
         metadata["venice-quote-usd"] = str(job["quote_usd"])
-    s3_hook.get_conn().copy(
+    s3 = s3_hook.get_conn()
+    s3.copy(
         {"Bucket": bucket, "Key": key},
         bucket,
         key,
-        ExtraArgs={"Metadata": metadata, "MetadataDirective": "REPLACE", "ContentType": "video/mp4"},
-        Config=s3_hook.transfer_config,
+        ExtraArgs={
+            "Metadata": metadata,
+            "MetadataDirective": "REPLACE",
+            "ContentType": "video/mp4",
+            "ChecksumAlgorithm": "SHA256",
+        },
+        Config=TransferConfig(**COPY_CONFIG),
+    )
+    stored = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED").get("ChecksumSHA256")
+    expected = base64.b64encode(bytes.fromhex(sha256)).decode()
+    if stored and "-" not in stored and stored != expected:
+        _refuse(s3_hook, bucket, key, job, f"has SHA-256 {stored} in S3, not the {expected} received")
+
+
+def _refuse(s3_hook: S3Hook, bucket: str, key: str, job: dict[str, Any], problem: str) -> None:
+    s3_hook.delete_objects(bucket, [key])
+    raise VideoDeliveryError(
+        f"s3://{bucket}/{key} {problem}; removed it (queue_id {job['queue_id']}; the job was not completed)"
     )
 
 

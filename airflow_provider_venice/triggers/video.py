@@ -16,7 +16,6 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_venice.client import (
     DEFAULT_POLL_POLICY,
-    JobStatus,
     PollPolicy,
     VeniceError,
     decide_next_poll,
@@ -26,7 +25,7 @@ from airflow_provider_venice.hooks.venice import VeniceHook
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from airflow_provider_venice.client import AsyncVeniceClient
+    from airflow_provider_venice.client import AsyncVeniceClient, JobStatus
 
 
 class VeniceVideoTrigger(BaseTrigger):
@@ -87,7 +86,8 @@ class VeniceVideoTrigger(BaseTrigger):
             await asyncio.sleep(max(0.0, min(self.next_poll_at, self.deadline) - time.time()))
             observed = await _observe(client, self.model, self.queue_id)
             decision = decide_next_poll(observed, errors_in_row=errors_in_row, policy=policy)
-            last = observed if isinstance(observed, JobStatus) and observed.state == "processing" else last
+            if not isinstance(observed, VeniceError) and observed.state == "processing":
+                last = observed
             if decision.action == "done":
                 return self._event("success", "video ready", last)
             if decision.action == "failed":

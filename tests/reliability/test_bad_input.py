@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from reliability_support import BUCKET, MODELS, FakeStore, Venice, make_context
 
 from airflow_provider_venice.operators.transcription import VeniceVideoTranscriptionOperator

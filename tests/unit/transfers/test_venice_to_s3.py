@@ -6,8 +6,10 @@ the emulator's call log (what was downloaded, deleted and completed, and with wh
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
+import re
 import threading
 from typing import Any
 
@@ -130,12 +132,20 @@ def test_large_video_goes_up_in_parts(venice, moto_s3):
     emulator = venice(video_bytes=20 * MB)
     job = queue_job(emulator, T2V)
 
-    result = transfer(job, key="big.mp4").execute(make_context())
+    operator = transfer(job, key="big.mp4")
+    operations: list[str] = []
+    operator.s3_hook.get_conn().meta.events.register(
+        "before-call.s3", lambda model, **_: operations.append(model.name)
+    )
+
+    result = operator.execute(make_context())
 
     check_delivered(moto_s3, result, job, "big.mp4")
     assert result["size_bytes"] == 20 * MB
-    etag = moto_s3.head_object(Bucket=BUCKET, Key="big.mp4")["ETag"]
-    assert etag.strip('"').endswith("-3"), f"expected a 3-part multipart upload, ETag {etag}"
+    assert operations.count("UploadPart") == 3  # 8 MiB parts
+    assert operations.count("CopyObject") == 1  # the metadata stamp: one request, not a part-by-part copy
+    head = moto_s3.head_object(Bucket=BUCKET, Key="big.mp4", ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == base64.b64encode(bytes.fromhex(result["sha256"])).decode()
 
 
 @pytest.mark.parametrize("model", [T2V, VPS])
@@ -357,6 +367,25 @@ def test_a_failed_metadata_stamp_leaves_no_object_and_a_retry_delivers(venice, m
     # the next try (replace=False) is not refused by an unverified leftover object
     result = transfer(job).execute(make_context())
     check_delivered(moto_s3, result, job, "videos/out.mp4")
+
+
+def test_an_s3_checksum_that_differs_from_the_bytes_received_fails_and_removes_the_object(venice, moto_s3):
+    """S3 computes the object's SHA-256 on the stamping copy; a mismatch means S3 holds other bytes."""
+    emulator = venice()
+    job = queue_job(emulator, T2V)
+    op = transfer(job)
+    other = base64.b64encode(hashlib.sha256(b"other bytes").digest()).decode()
+
+    def tamper(parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "HeadObject" and "ChecksumSHA256" in parsed:
+            parsed["ChecksumSHA256"] = other
+
+    op.s3_hook.get_conn().meta.events.register("after-call.s3.HeadObject", tamper)
+
+    with pytest.raises(VideoDeliveryError, match=re.escape(f"SHA-256 {other} in S3")) as caught:
+        op.execute(make_context())
+
+    assert_failed_cleanly(emulator, moto_s3, job, caught.value, "videos/out.mp4")
 
 
 @pytest.mark.parametrize("model", [T2V, VPS])
