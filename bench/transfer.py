@@ -36,6 +36,7 @@ from bench._common import (
     admin_url,
     child_env,
     hwm_bytes,
+    median,
     mib,
     reset_hwm,
     rss_bytes,
@@ -192,9 +193,13 @@ def run_case(case: str, job: dict[str, Any], emulator_url: str, s3_url: str) -> 
     if out.returncode != 0 or not lines:
         raise RuntimeError(f"transfer child {case} failed:\n{out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(lines[-1].removeprefix("RESULT "))
+    result["case"] = case
+    return _derive(result)
+
+
+def _derive(result: dict[str, Any]) -> dict[str, Any]:
     upload_s = result["seconds"] - result.get("copy_seconds", 0.0)
     result.update(
-        case=case,
         peak_growth_mib=mib(result["peak_growth"]),
         mib_per_s=mib(result["bytes"]) / result["seconds"],
         upload_mib_per_s=mib(result["bytes"]) / upload_s,
@@ -209,6 +214,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bytes", type=int, default=1024**3)
     parser.add_argument("--cases", nargs="+", default=list(CASES))
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, each case once a round, order rotated")
     args = parser.parse_args(argv)
     env = child_env(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
     os.environ.update(
@@ -220,22 +226,47 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         s3 = start_s3_server(env=env)
         try:
             job = _prepare(emulator.url, s3.url, args.bytes, Path(tmp) / "video.mp4")
-            for case in args.cases:
-                result = run_case(case, job, emulator.url, s3.url)
-                result["s3_server_rss_mib"] = mib(rss_bytes(s3.pid))
-                results.append(result)
-                print(
-                    f"  {case}: {result['seconds']:.1f} s, {result['mib_per_s']:.1f} MiB/s, "
-                    f"peak RSS growth {result['peak_growth_mib']:.1f} MiB",
-                    flush=True,
-                )
+            for round_number in range(args.rounds):
+                shift = round_number % len(args.cases)
+                for case in args.cases[shift:] + args.cases[:shift]:  # no case always first
+                    result = run_case(case, job, emulator.url, s3.url)
+                    result["s3_server_rss_mib"] = mib(rss_bytes(s3.pid))
+                    _remove_object(s3.url, f"{case}.mp4")  # each case finds the server as empty
+                    results.append(result)
+                    print(
+                        f"  round {round_number + 1} {case}: {result['seconds']:.1f} s, "
+                        f"{result['mib_per_s']:.1f} MiB/s, "
+                        f"peak RSS growth {result['peak_growth_mib']:.1f} MiB",
+                        flush=True,
+                    )
         finally:
             s3.stop()
             emulator.stop()
-    return _report(results, args.bytes)
+    return _report([_median_of(case, results) for case in args.cases], args.bytes, args.rounds)
 
 
-def _report(results: list[dict[str, Any]], size: int) -> dict[str, Any]:
+def _remove_object(s3_url: str, key: str) -> None:
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_url).delete_object(Bucket=BUCKET, Key=key)
+
+
+def _median_of(case: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One case over its rounds: median times, the largest peak memory growth."""
+    runs = [r for r in results if r["case"] == case]
+    merged = {
+        "case": case,
+        "bytes": runs[0]["bytes"],
+        "seconds": median([r["seconds"] for r in runs]),
+        "copy_seconds": median([r.get("copy_seconds", 0.0) for r in runs]),
+        "peak_growth": max(r["peak_growth"] for r in runs),
+        "s3_server_rss_mib": max(r["s3_server_rss_mib"] for r in runs),
+        "rounds_seconds": [r["seconds"] for r in runs],
+    }
+    return _derive(merged)
+
+
+def _report(results: list[dict[str, Any]], size: int, rounds: int) -> dict[str, Any]:
     by = {r["case"]: r for r in results}
     boto = by.get("boto3")
     rows = []
@@ -247,7 +278,9 @@ def _report(results: list[dict[str, Any]], size: int) -> dict[str, Any]:
             [r["case"], r["seconds"], r.get("copy_seconds", 0.0), r["mib_per_s"], r["upload_mib_per_s"],
              vs_boto, upload_vs_boto, r["peak_growth_mib"]]
         )  # fmt: skip
-    print(f"{mib(size):.0f} MiB over loopback into moto_server")
+    print(
+        f"{mib(size):.0f} MiB over loopback into moto_server; median of {rounds} rounds, largest peak memory"
+    )
     cols = ["way", "total s", "of which copy s", "MiB/s", "upload-only MiB/s", "vs boto3", "upload vs boto3",
             "peak RSS growth MiB"]  # fmt: skip
     print(table(cols, rows))
@@ -260,7 +293,7 @@ def _report(results: list[dict[str, Any]], size: int) -> dict[str, Any]:
             "throughput_ge_0_8x_boto3_upload_only": ours.get("upload_throughput_vs_boto3", 0) >= 0.8,
         }
     print("targets:", targets)
-    result = {"bytes": size, "results": results, "targets": targets}
+    result = {"bytes": size, "rounds": rounds, "results": results, "targets": targets}
     save_result("transfer", result)
     return result
 

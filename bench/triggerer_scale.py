@@ -165,8 +165,11 @@ async def _child_main(  # noqa: C901 - one measurement, read top to bottom
         _watchdog(started, opts["start_cap_s"], lambda: phase == "start", lags, answered, last_tick, out_file)
     tasks: list[asyncio.Task[None]] = []
     if mode == "burst":
-        # Every trigger at once, as after a triggerer restart.
-        tasks = [asyncio.create_task(run_trigger(_make_trigger(impl, MODEL, q))) for q in jobs]
+        # Every trigger at once, as after a triggerer restart: created back to back the way Airflow's
+        # TriggerRunner.create_triggers does it (one ``await asyncio.sleep(0)`` between two triggers).
+        for q in jobs:
+            tasks.append(asyncio.create_task(run_trigger(_make_trigger(impl, MODEL, q))))
+            await asyncio.sleep(0)
     else:
         # Triggers arriving over RAMP_S, as tasks defer one after another in normal operation.
         batch = max(1, len(jobs) // RAMP_STEPS)

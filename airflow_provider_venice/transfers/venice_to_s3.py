@@ -4,7 +4,9 @@ The mp4 streams from ``/video/retrieve`` (or a VPS ``download_url``) through a f
 into boto3's multipart upload: no temporary file and no whole body in memory. A reader rather than a
 spooled temp file, because workers (Kubernetes pods above all) often have far less local disk than a
 long 4k video needs, and because download and upload then overlap. Memory is bounded by the multipart
-part size times the parts boto3 keeps in flight (about 40 MiB with the defaults here).
+part size times the parts boto3 keeps in flight: 5 parts of 5 MiB (S3's smallest part), which measured
+about 55 MiB of peak growth for a 1 GiB video and uploads faster than fewer, larger parts (BENCHMARKS.md).
+With 5 MiB parts and S3's 10,000-part limit, one object can reach 48 GiB.
 
 The reader checks the MP4 ``ftyp`` signature on the first bytes, hashes every byte with SHA-256 and
 counts them; a body that is cut short, too long, or not an mp4 fails the read, and boto3 then aborts the
@@ -41,15 +43,15 @@ if TYPE_CHECKING:
 
 MIB = 1024 * 1024
 TRANSFER_CONFIG = {
-    "multipart_threshold": 8 * MIB,
-    "multipart_chunksize": 8 * MIB,
-    "max_concurrency": 4,
+    "multipart_threshold": 5 * MIB,
+    "multipart_chunksize": 5 * MIB,
+    "max_concurrency": 5,
     "max_io_queue": 4,
 }
-MAX_PARTS_IN_MEMORY = 3
+MAX_PARTS_IN_MEMORY = 5
 # The metadata stamp is a server-side copy of the object onto itself. One CopyObject request does it up
 # to S3's 5 GiB limit; above that, 512 MiB parts keep the part count low (10,000 parts reach 5 TiB).
-# With the upload's 8 MiB parts, a 1 GiB video took 128 UploadPartCopy requests instead of one.
+# With the upload's small parts, a 1 GiB video took 128 UploadPartCopy requests instead of one.
 COPY_CONFIG = {
     "multipart_threshold": 5 * 1024 * MIB,
     "multipart_chunksize": 512 * MIB,

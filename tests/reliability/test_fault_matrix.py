@@ -334,7 +334,7 @@ def test_provider_refusal_after_queueing_is_a_clear_permanent_error(stack: Stack
 def test_s3_failure_leaves_no_object_no_release_and_the_retry_delivers_once(
     stack: Stack, operation: str
 ) -> None:
-    stack.venice.emu.configure(video_bytes=20 * MIB)  # three 8 MiB parts; the metadata stamp is one copy
+    stack.venice.emu.configure(video_bytes=20 * MIB)  # four 5 MiB parts; the metadata stamp is one copy
     stack.s3.faults.fail(operation)
     store = FakeStore()
     error = fails(generate(), store)
