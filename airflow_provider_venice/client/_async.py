@@ -53,7 +53,7 @@ class AsyncVeniceClient:
 
     At most ``POOL_SIZE`` requests are being sent at once; the others wait their turn on a semaphore
     rather than in httpx's connection pool, whose queue costs time per request in proportion to its
-    length (2,000 triggers polling at once stalled the event loop for tens of seconds that way).
+    length (2,000 triggers polling at once stalled the event loop for over a second at a time).
     Retry back-offs are slept outside that limit.
 
     ``transport`` is the test seam (``httpx.MockTransport`` or the emulator's ASGI transport).
