@@ -23,7 +23,7 @@ import re
 import threading
 from dataclasses import asdict, dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -259,7 +259,8 @@ def _verify_and_stamp(
         _refuse(s3_hook, bucket, key, job, f"has SHA-256 {stored} in S3, not the {expected} received")
 
 
-def _refuse(s3_hook: S3Hook, bucket: str, key: str, job: dict[str, Any], problem: str) -> None:
+def _refuse(s3_hook: S3Hook, bucket: str, key: str, job: dict[str, Any], problem: str) -> NoReturn:
+    """Remove an object that failed verification and raise, naming the job that stays deliverable."""
     s3_hook.delete_objects(bucket, [key])
     raise VideoDeliveryError(
         f"s3://{bucket}/{key} {problem}; removed it (queue_id {job['queue_id']}; the job was not completed)"
