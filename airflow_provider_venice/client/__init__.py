@@ -20,9 +20,6 @@ if TYPE_CHECKING:
     from airflow_provider_venice.client._core import (
         DEFAULT_TIMEOUT as DEFAULT_TIMEOUT,
         USER_AGENT as USER_AGENT,
-        AsyncVideoStream as AsyncVideoStream,
-        JobStatus as JobStatus,
-        VideoStream as VideoStream,
     )
     from airflow_provider_venice.client._errors import (
         AuthenticationError as AuthenticationError,
@@ -40,6 +37,7 @@ if TYPE_CHECKING:
         RateLimitError as RateLimitError,
         RegionUnavailableError as RegionUnavailableError,
         ServerError as ServerError,
+        UnreadableAnswerError as UnreadableAnswerError,
         VeniceAPIError as VeniceAPIError,
         VeniceError as VeniceError,
         VeniceRequestInvalidError as VeniceRequestInvalidError,
@@ -75,6 +73,11 @@ if TYPE_CHECKING:
         NO_RETRY as NO_RETRY,
         RetryPolicy as RetryPolicy,
     )
+    from airflow_provider_venice.client._status import (
+        AsyncVideoStream as AsyncVideoStream,
+        JobStatus as JobStatus,
+        VideoStream as VideoStream,
+    )
     from airflow_provider_venice.client._sync import (
         VeniceClient as VeniceClient,
     )
@@ -84,8 +87,10 @@ if TYPE_CHECKING:
     )
     from airflow_provider_venice.client._validation import (
         build_queue_request as build_queue_request,
+        build_quote_request as build_quote_request,
         is_upscale_model as is_upscale_model,
         validate_queue_request as validate_queue_request,
+        validate_quote_request as validate_quote_request,
     )
 
 # The private module that defines each public name.
@@ -98,9 +103,6 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "_core": (
         "DEFAULT_TIMEOUT",
         "USER_AGENT",
-        "AsyncVideoStream",
-        "JobStatus",
-        "VideoStream",
     ),
     "_errors": (
         "AuthenticationError",
@@ -123,6 +125,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "VeniceRequestInvalidError",
         "VeniceTimeoutError",
         "VeniceTransportError",
+        "UnreadableAnswerError",
         "VideoJobFailedError",
         "VideoNotReadyError",
     ),
@@ -153,6 +156,11 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "NO_RETRY",
         "RetryPolicy",
     ),
+    "_status": (
+        "AsyncVideoStream",
+        "JobStatus",
+        "VideoStream",
+    ),
     "_sync": ("VeniceClient",),
     "_urls": (
         "DEFAULT_BASE_URL",
@@ -160,8 +168,10 @@ _HOMES: dict[str, tuple[str, ...]] = {
     ),
     "_validation": (
         "build_queue_request",
+        "build_quote_request",
         "is_upscale_model",
         "validate_queue_request",
+        "validate_quote_request",
     ),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}

@@ -1,16 +1,21 @@
 """The I/O-free half of the Venice client, shared by the sync and async halves.
 
-It builds requests, maps transport failures and error responses to the error tree, and reads retrieve
-responses into a typed :class:`JobStatus` from the status code and ``Content-Type`` alone.
+It builds requests, maps transport failures and error responses to the error tree, decides (and logs)
+each retry and reads 2xx answers (retrieve answers: ``_status``). Each half has one send loop over a
+:class:`Call`; once a request was sent, its Authorization header is redacted in place, so no exception,
+response or traceback frame that refers to it can show the API key.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import logging
 import platform
+import traceback
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -19,6 +24,7 @@ from airflow_provider_venice import __version__
 from airflow_provider_venice.client._errors import (
     DownloadUrlError,
     QueueOutcomeUnknownError,
+    UnreadableAnswerError,
     VeniceAPIError,
     VeniceError,
     VeniceTimeoutError,
@@ -27,14 +33,19 @@ from airflow_provider_venice.client._errors import (
     decode_body,
     venice_message,
 )
-from airflow_provider_venice.client._models import Transcription
+from airflow_provider_venice.client._models import CompleteResponse, QueueResponse, Transcription
 from airflow_provider_venice.client._retry import RetryBudget, RetryPolicy, parse_retry_after
+from airflow_provider_venice.client._status import (  # re-exported: the status types' former home
+    AsyncVideoStream as AsyncVideoStream,
+    JobStatus as JobStatus,
+    VideoStream as VideoStream,
+)
 from airflow_provider_venice.client._urls import check_base_url
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import Callable
 
-    from airflow_provider_venice.client._models import _Request
+    from airflow_provider_venice.client._models import QueueVideoRequest, _Request
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0, pool=30.0)
 USER_AGENT = (
@@ -45,6 +56,15 @@ POOL_SIZE = 20
 MAX_ERROR_BODY = 64 * 1024
 MAX_STATUS_BODY = 1024 * 1024
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# What /video/retrieve is asked for: a status poll takes either answer, a download wants the mp4 only
+# (some servers answer JSON COMPLETED to a finished non-VPS job when the Accept header names JSON).
+ACCEPT_STATUS = "application/json, video/mp4"
+ACCEPT_VIDEO = "video/mp4"
+REDACTED = "Bearer [redacted]"
+DOWNLOAD_URL_LABEL = "download_url"
+_SNIPPET = 200
+
+logger = logging.getLogger("airflow_provider_venice.client")
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -65,27 +85,6 @@ class Endpoint(enum.Enum):
         self.charges = charges
 
 
-@dataclass(frozen=True)
-class JobStatus:
-    """What one ``/video/retrieve`` answer says about a job, read without the video body.
-
-    ``state`` is ``processing``, ``video_ready`` (the answer is the mp4 itself), ``completed`` (JSON
-    ``COMPLETED``: fetch ``download_url`` for VPS models) or ``failed``.
-    """
-
-    state: Literal["processing", "video_ready", "completed", "failed"]
-    average_execution_time_ms: int | None = None
-    execution_duration_ms: int | None = None
-    content_type: str | None = None
-    content_length: int | None = None
-    message: str | None = None
-
-    @property
-    def is_done(self) -> bool:
-        """Whether the video is ready to be fetched."""
-        return self.state in ("video_ready", "completed")
-
-
 class _Secret:
     """Holds the API key so that no repr, log line or traceback local can show it."""
 
@@ -103,6 +102,41 @@ class _Secret:
     __str__ = __repr__
 
 
+@dataclass(frozen=True)
+class Call:
+    """One call to send with retries: how to build each attempt, and how to read a refusal.
+
+    ``where`` names the target in errors and logs (the endpoint path, or ``download_url``); ``charges``
+    says whether a resend could pay twice. A fresh request is built for every attempt.
+    """
+
+    where: str
+    charges: bool
+    build: Callable[[], httpx.Request]
+    refusal: Callable[[httpx.Response, bytes], VeniceError]
+    follow_redirects: bool = False
+
+
+def _failure_detail(exc: httpx.TransportError) -> str:
+    """Describe an httpx failure, and clear the locals of its finished httpx and httpcore frames.
+
+    httpcore keeps its own copy of the request headers in those frames, out of reach of :func:`redact`;
+    a traceback renderer that shows locals would print it. The frames' lines stay.
+    """
+    traceback.clear_frames(exc.__traceback__)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def redact(request: httpx.Request) -> None:
+    """Replace a sent request's Authorization header in place, wherever that request is referenced.
+
+    Exceptions (``exc.request``), responses (``response.request``) and traceback frames keep the request
+    object; after this none of them shows the API key.
+    """
+    if "authorization" in request.headers:
+        request.headers["Authorization"] = REDACTED
+
+
 class ClientCore:
     """Request building and response parsing shared by :class:`VeniceClient` and its async twin."""
 
@@ -111,7 +145,14 @@ class ClientCore:
     ) -> None:
         if not api_key or not api_key.strip():
             raise VeniceError("a Venice API key is required (the connection's password field)")
-        self.api_key = _Secret(api_key.strip())
+        key = api_key.strip()
+        if not (key.isascii() and key.isprintable()):
+            # An HTTP library would refuse the header and quote it in its error: never let the key get there.
+            raise VeniceError(
+                "the Venice API key holds characters an HTTP header cannot carry (a line break, a control "
+                "or non-ASCII character); check the connection's password field"
+            )
+        self.api_key = _Secret(key)
         self.base_url = check_base_url(base_url)
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self.retry = retry
@@ -128,18 +169,36 @@ class ClientCore:
             "follow_redirects": False,
         }
 
-    def budget(self, endpoint: Endpoint) -> RetryBudget:
+    def budget(self, call: Call) -> RetryBudget:
         """Start the retry bookkeeping of one call."""
-        return RetryBudget(self.retry, charges=endpoint.charges)
+        return RetryBudget(self.retry, charges=call.charges)
 
-    def build(self, endpoint: Endpoint, body: _Request | None = None) -> httpx.Request:
-        """Build an authenticated API request."""
+    def api_call(self, endpoint: Endpoint, body: _Request | None = None, accept: str | None = None) -> Call:
+        """Describe an authenticated call to a Venice endpoint."""
+        return Call(
+            endpoint.path,
+            endpoint.charges,
+            partial(self.build, endpoint, body, accept),
+            partial(self.error_from, endpoint),
+        )
+
+    @classmethod
+    def plain_call(cls, method: str, url: str) -> Call:
+        """Describe a call to a VPS ``download_url``: no API key, redirects followed, 5xx/429 retried."""
+        return Call(DOWNLOAD_URL_LABEL, False, partial(cls.build_plain, method, url), cls.plain_error, True)
+
+    def build(
+        self, endpoint: Endpoint, body: _Request | None = None, accept: str | None = None
+    ) -> httpx.Request:
+        """Build an authenticated API request (``accept`` sets the Accept header)."""
         # ``Client.send`` does not merge the client's default headers: every request carries its own.
         headers = {"Authorization": f"Bearer {self.api_key.reveal()}", "User-Agent": USER_AGENT}
+        if accept:
+            headers["Accept"] = accept
+        if accept == ACCEPT_VIDEO:
+            headers["Accept-Encoding"] = "identity"  # the mp4 as stored: its Content-Length is its size
         if endpoint is Endpoint.MODELS:
             return httpx.Request("GET", f"{self.base_url}/models", params={"type": "video"}, headers=headers)
-        if endpoint is Endpoint.RETRIEVE:
-            headers["Accept"] = "video/mp4, application/json"
         return httpx.Request(
             endpoint.method,
             f"{self.base_url}{endpoint.path}",
@@ -150,16 +209,39 @@ class ClientCore:
     @staticmethod
     def build_plain(method: str, url: str) -> httpx.Request:
         """Build a request to a non-API URL (a VPS ``download_url``): never with the API key."""
-        return httpx.Request(method, url, headers={"User-Agent": USER_AGENT})
+        return httpx.Request(method, url, headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
 
     @staticmethod
-    def transport_error(endpoint: Endpoint, exc: httpx.TransportError) -> tuple[VeniceError, bool]:
-        """Map an httpx failure to our error, and say whether the request may have reached Venice."""
-        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    def transport_error(where: str, exc: httpx.TransportError) -> tuple[VeniceError, bool]:
+        """Map an httpx failure to our error, and say whether the request may have reached the server."""
+        detail = _failure_detail(exc)
         sent = not isinstance(exc, _NOT_SENT)
         if isinstance(exc, httpx.TimeoutException):
-            return VeniceTimeoutError(endpoint.path, detail), sent
-        return VeniceTransportError(endpoint.path, detail), sent
+            return VeniceTimeoutError(where, detail), sent
+        return VeniceTransportError(where, detail), sent
+
+    @staticmethod
+    def stream_error(where: str, exc: httpx.TransportError) -> VeniceTransportError:
+        """Map a failure while streaming a video body (the body was cut short)."""
+        return VeniceTransportError(where, f"body cut short: {_failure_detail(exc)}")
+
+    def delay_after_failure(self, call: Call, budget: RetryBudget, exc: httpx.TransportError) -> float:
+        """Seconds to wait after a transport failure (logged), or raise the final error from ``exc``."""
+        error, sent = self.transport_error(call.where, exc)
+        try:
+            delay = budget.delay_before_retry(error, request_sent=sent)
+        except VeniceError as final:
+            raise final from exc
+        log_retry(call.where, delay, type(exc).__name__)
+        return delay
+
+    def delay_after_refusal(
+        self, call: Call, budget: RetryBudget, response: httpx.Response, raw_body: bytes
+    ) -> float:
+        """Seconds to wait after a non-2xx answer (logged), or raise the error it means."""
+        delay = budget.delay_before_retry(call.refusal(response, raw_body), request_sent=True)
+        log_retry(call.where, delay, str(response.status_code))
+        return delay
 
     @staticmethod
     def body_error(endpoint: Endpoint, exc: httpx.TransportError) -> VeniceError:
@@ -167,7 +249,7 @@ class ClientCore:
 
         For ``/video/queue`` the job exists but its queue_id was lost, so the outcome is unknown.
         """
-        error, _ = ClientCore.transport_error(endpoint, exc)
+        error, _ = ClientCore.transport_error(endpoint.path, exc)
         if endpoint.charges:
             return QueueOutcomeUnknownError(f"answer cut short: {error}")
         return error
@@ -183,8 +265,34 @@ class ClientCore:
         try:
             return model.model_validate_json(raw_body)
         except ValidationError as exc:
-            snippet = raw_body[:200].decode("utf-8", errors="replace")
-            raise VeniceError(f"Venice {endpoint.path} sent an unexpected answer: {snippet!r}") from exc
+            raise unexpected_answer(endpoint, raw_body) from exc
+
+    @staticmethod
+    def queue_response(raw_body: bytes, request: QueueVideoRequest) -> QueueResponse:
+        """Read a 2xx ``/video/queue`` answer leniently: the job exists and was charged.
+
+        Only a non-empty string ``queue_id`` is required (else :class:`QueueOutcomeUnknownError`);
+        a missing or empty ``model`` falls back to the request's, an unusable ``download_url`` to none.
+        """
+        body = _json_object(raw_body)
+        queue_id = body.get("queue_id")
+        if not isinstance(queue_id, str) or not queue_id.strip():
+            raise unexpected_answer(Endpoint.QUEUE, raw_body)
+        model, link = body.get("model"), body.get("download_url")
+        if link is not None and not (isinstance(link, str) and link.strip()):
+            logger.warning("Venice /video/queue answered an unusable download_url (%.80r); ignored", link)
+        return QueueResponse(
+            model=model if isinstance(model, str) and model.strip() else request.model,
+            queue_id=queue_id,
+            download_url=link if isinstance(link, str) and link.strip() else None,
+        )
+
+    @staticmethod
+    def complete_response(raw_body: bytes) -> CompleteResponse:
+        """Read a 2xx ``/video/complete`` answer leniently: released unless it says ``"success": false``."""
+        if _json_object(raw_body).get("success") is False:
+            raise UnreadableAnswerError(Endpoint.COMPLETE.path, _snippet(raw_body))
+        return CompleteResponse(success=True)
 
     def transcription(self, response: httpx.Response, raw_body: bytes) -> Transcription:
         """Parse a transcription answer: ``text/plain`` for the text format, JSON otherwise."""
@@ -194,51 +302,11 @@ class ClientCore:
 
     @staticmethod
     def plain_error(response: httpx.Response, raw_body: bytes) -> VeniceError:
-        """Build the error for a failed request to a ``download_url`` (5xx stay retryable)."""
+        """Build the error for a failed request to a ``download_url`` (5xx and 429 stay retryable)."""
         message = venice_message(decode_body(raw_body)) or response.reason_phrase
         if response.status_code >= 500 or response.status_code == 429:
-            return api_error("download_url", response.status_code, raw_body, retry_hint(response))
+            return api_error(DOWNLOAD_URL_LABEL, response.status_code, raw_body, retry_hint(response))
         return DownloadUrlError(response.status_code, message)
-
-    @staticmethod
-    def is_video(response: httpx.Response) -> bool:
-        """Whether a 2xx retrieve answer is the video itself (judged by its headers only)."""
-        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        return bool(content_type.startswith("video/") or content_type == "application/octet-stream")
-
-    @staticmethod
-    def content_length(response: httpx.Response) -> int | None:
-        """Return the declared body size, if any."""
-        value = response.headers.get("content-length")
-        return int(value) if value and value.isdigit() else None
-
-    def video_status(self, response: httpx.Response) -> JobStatus:
-        """Status for a retrieve answer whose body is the video (the body is not read)."""
-        return JobStatus(
-            state="video_ready",
-            content_type=response.headers.get("content-type"),
-            content_length=self.content_length(response),
-        )
-
-    @staticmethod
-    def json_status(raw_body: bytes) -> JobStatus:
-        """Status for a JSON retrieve answer: PROCESSING, COMPLETED or anything else (failed)."""
-        try:
-            body = json.loads(raw_body)
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            snippet = raw_body[:200].decode("utf-8", errors="replace")
-            return JobStatus(state="failed", message=f"unreadable retrieve answer: {snippet!r}")
-        status = str(body.get("status", "")).upper()
-        average = _int_or_none(body.get("average_execution_time"))
-        elapsed = _int_or_none(body.get("execution_duration"))
-        if status in ("PROCESSING", "QUEUED", "PENDING", "IN_PROGRESS"):
-            return JobStatus("processing", average, elapsed)
-        if status == "COMPLETED":
-            return JobStatus("completed", average, elapsed)
-        message = body.get("error") or body.get("error_code") or f"status {status or 'missing'}"
-        return JobStatus("failed", average, elapsed, message=f"{status or 'UNKNOWN'}: {message}")
 
 
 def retry_hint(response: httpx.Response) -> float | None:
@@ -254,23 +322,27 @@ def retry_hint(response: httpx.Response) -> float | None:
     return parse_retry_after(response.headers.get("retry-after"), reset_ms)
 
 
-def _int_or_none(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+def log_retry(where: str, delay: float, after: str) -> None:
+    """Log one retry: ``retrying /video/retrieve in 2.0 s after 503`` (a status or an exception name)."""
+    logger.info("retrying %s in %.1f s after %s", where, delay, after)
 
 
-@dataclass(frozen=True)
-class VideoStream:
-    """An mp4 being received: its declared type and size, and its body as an iterator of chunks."""
+def unexpected_answer(endpoint: Endpoint, raw_body: bytes) -> VeniceError:
+    """Build the error for a 2xx answer that cannot be read; on a charging endpoint, outcome unknown."""
+    snippet = _snippet(raw_body)
+    if endpoint.charges:
+        return QueueOutcomeUnknownError(f"the 2xx answer could not be read: {snippet!r}")
+    return VeniceError(f"Venice {endpoint.path} sent an unexpected answer: {snippet!r}")
 
-    content_type: str | None
-    content_length: int | None
-    chunks: Iterator[bytes]
+
+def _json_object(raw_body: bytes) -> dict[str, Any]:
+    """Decode the body as a JSON object; an empty dict when it is not one."""
+    try:
+        body = json.loads(raw_body)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
-@dataclass(frozen=True)
-class AsyncVideoStream:
-    """The async twin of :class:`VideoStream`."""
-
-    content_type: str | None
-    content_length: int | None
-    chunks: AsyncIterator[bytes]
+def _snippet(raw_body: bytes) -> str:
+    return raw_body[:_SNIPPET].decode("utf-8", errors="replace")

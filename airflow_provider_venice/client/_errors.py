@@ -57,6 +57,16 @@ class QueueOutcomeUnknownError(VeniceError):
         )
 
 
+class UnreadableAnswerError(VeniceError):
+    """A 2xx answer that says nothing readable (an empty 204, a proxy's HTML page); worth asking again."""
+
+    retryable = True
+
+    def __init__(self, endpoint: str, snippet: str) -> None:
+        self.endpoint = endpoint
+        super().__init__(f"Venice {endpoint} sent an unreadable answer: {snippet!r}")
+
+
 class VideoJobFailedError(VeniceError):
     """Venice reported a terminal, non-successful status for a job."""
 

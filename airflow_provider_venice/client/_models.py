@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 
 class _Request(BaseModel):
@@ -32,7 +32,10 @@ class VideoElement(_Request):
 
 
 class QuoteVideoRequest(_Request):
-    """Body of ``POST /video/quote``."""
+    """Body of ``POST /video/quote``: only what pricing needs (no prompt).
+
+    ``reference_video_total_duration`` (seconds, at most 150) prices reference-video jobs.
+    """
 
     model: StrictStr
     duration: StrictStr
@@ -41,7 +44,7 @@ class QuoteVideoRequest(_Request):
     upscale_factor: StrictInt | None = None
     audio: StrictBool | None = None
     video_url: StrictStr | None = None
-    reference_video_total_duration: float | None = None
+    reference_video_total_duration: StrictFloat | None = Field(default=None, allow_inf_nan=False)
 
 
 class QueueVideoRequest(_Request):
@@ -63,8 +66,12 @@ class QueueVideoRequest(_Request):
     elements: list[VideoElement] | None = None
     scene_image_urls: list[StrictStr] | None = None
 
-    def to_quote_request(self) -> QuoteVideoRequest:
-        """Return the quote request that prices exactly this job."""
+    def to_quote_request(self, reference_video_total_duration: float | None = None) -> QuoteVideoRequest:
+        """Return the quote request that prices exactly this job.
+
+        ``reference_video_total_duration`` is not part of a queue request; pass it to price a job whose
+        reference videos last that many seconds in total.
+        """
         return QuoteVideoRequest(
             model=self.model,
             duration=self.duration,
@@ -73,6 +80,7 @@ class QueueVideoRequest(_Request):
             upscale_factor=self.upscale_factor,
             audio=self.audio,
             video_url=self.video_url,
+            reference_video_total_duration=reference_video_total_duration,
         )
 
 
@@ -99,15 +107,18 @@ class TranscriptionRequest(_Request):
 
 
 class QuoteResponse(_Response):
-    """Answer of ``/video/quote``: the price in USD."""
+    """Answer of ``/video/quote``: the price in USD, a finite number >= 0 (NaN or Infinity are refused)."""
 
-    quote: float
+    quote: StrictFloat = Field(ge=0, allow_inf_nan=False)
 
 
 class QueueResponse(_Response):
-    """Answer of ``/video/queue``; ``download_url`` only for VPS-backed models."""
+    """Answer of ``/video/queue``; ``download_url`` only for VPS-backed models.
 
-    model: str
+    ``model`` may be missing from Venice's answer; the clients fill it in from the request.
+    """
+
+    model: str | None = None
     queue_id: str
     download_url: str | None = None
 

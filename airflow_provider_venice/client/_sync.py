@@ -9,21 +9,18 @@ from typing import TYPE_CHECKING
 import httpx
 
 from airflow_provider_venice.client._core import (
+    ACCEPT_STATUS,
+    ACCEPT_VIDEO,
     DEFAULT_TIMEOUT,
     MAX_ERROR_BODY,
     MAX_STATUS_BODY,
+    Call,
     ClientCore,
     Endpoint,
-    JobStatus,
     ModelT,
-    VideoStream,
+    redact,
 )
-from airflow_provider_venice.client._errors import (
-    DownloadUrlError,
-    VeniceError,
-    VeniceTransportError,
-    VideoNotReadyError,
-)
+from airflow_provider_venice.client._errors import DownloadUrlError, VideoNotReadyError
 from airflow_provider_venice.client._models import (
     CompleteResponse,
     CompleteVideoRequest,
@@ -38,6 +35,14 @@ from airflow_provider_venice.client._models import (
     _Request,
 )
 from airflow_provider_venice.client._retry import RetryPolicy
+from airflow_provider_venice.client._status import (
+    JobStatus,
+    VideoStream,
+    content_length,
+    is_video,
+    json_status,
+    video_status,
+)
 from airflow_provider_venice.client._urls import DEFAULT_BASE_URL
 
 if TYPE_CHECKING:
@@ -93,30 +98,35 @@ class VeniceClient:
         return self._json(Endpoint.QUOTE, request, QuoteResponse).quote
 
     def queue(self, request: QueueVideoRequest) -> QueueResponse:
-        """``POST /video/queue``: start a job, which charges; never resent when it may have arrived."""
-        return self._json(Endpoint.QUEUE, request, QueueResponse)
+        """``POST /video/queue``: start a job, which charges; never resent when it may have arrived.
+
+        A 2xx answer without a readable ``queue_id`` raises :class:`QueueOutcomeUnknownError`; a
+        missing ``model`` in the answer is taken from ``request``.
+        """
+        response = self._send(self._core.api_call(Endpoint.QUEUE, request))
+        return self._core.queue_response(_read_capped(response, MAX_STATUS_BODY, Endpoint.QUEUE), request)
 
     def retrieve_status(self, model: str, queue_id: str) -> JobStatus:
         """``POST /video/retrieve`` for the job's status only; a finished video's body is not read."""
-        response = self._open(Endpoint.RETRIEVE, RetrieveVideoRequest(model=model, queue_id=queue_id))
-        if self._core.is_video(response):
+        response = self._retrieve(model, queue_id, ACCEPT_STATUS)
+        if is_video(response):
             response.close()
-            return self._core.video_status(response)
-        return self._core.json_status(_read_capped(response, MAX_STATUS_BODY, Endpoint.RETRIEVE))
+            return video_status(response)
+        return json_status(_read_capped(response, MAX_STATUS_BODY, Endpoint.RETRIEVE))
 
     @contextmanager
     def open_video(self, model: str, queue_id: str, chunk_size: int = CHUNK_SIZE) -> Iterator[VideoStream]:
-        """Stream a finished job's mp4 from ``/video/retrieve``, chunk by chunk."""
-        response = self._open(Endpoint.RETRIEVE, RetrieveVideoRequest(model=model, queue_id=queue_id))
+        """Stream a finished job's mp4 from ``/video/retrieve`` (asked for as ``video/mp4`` only)."""
+        response = self._retrieve(model, queue_id, ACCEPT_VIDEO)
         try:
-            if not self._core.is_video(response):
-                status = self._core.json_status(_read_capped(response, MAX_STATUS_BODY, Endpoint.RETRIEVE))
+            if not is_video(response):
+                status = json_status(_read_capped(response, MAX_STATUS_BODY, Endpoint.RETRIEVE))
                 raise VideoNotReadyError(
                     queue_id, status.state, f": {status.message}" if status.message else ""
                 )
             yield VideoStream(
                 response.headers.get("content-type"),
-                self._core.content_length(response),
+                content_length(response),
                 _guarded(response.iter_bytes(chunk_size), Endpoint.RETRIEVE.path),
             )
         finally:
@@ -132,11 +142,11 @@ class VeniceClient:
     @contextmanager
     def open_download_url(self, url: str, chunk_size: int = CHUNK_SIZE) -> Iterator[VideoStream]:
         """Stream a VPS job's mp4 from its ``download_url`` (a plain GET, never with the API key)."""
-        response = self._send_plain("GET", url)
+        response = self._send(self._core.plain_call("GET", url))
         try:
             yield VideoStream(
                 response.headers.get("content-type"),
-                self._core.content_length(response),
+                content_length(response),
                 _guarded(response.iter_bytes(chunk_size), "download_url"),
             )
         finally:
@@ -145,7 +155,7 @@ class VeniceClient:
     def delete_download_url(self, url: str) -> bool:
         """Delete a VPS job's file behind ``download_url``; False when it was already gone (404)."""
         try:
-            self._send_plain("DELETE", url).close()
+            self._send(self._core.plain_call("DELETE", url)).close()
         except DownloadUrlError as exc:
             if exc.status == 404:
                 return False
@@ -153,62 +163,49 @@ class VeniceClient:
         return True
 
     def complete(self, model: str, queue_id: str) -> CompleteResponse:
-        """``POST /video/complete``: finalise the job, which deletes Venice's copy of the media."""
-        return self._json(
-            Endpoint.COMPLETE, CompleteVideoRequest(model=model, queue_id=queue_id), CompleteResponse
-        )
+        """``POST /video/complete``: finalise the job, which deletes Venice's copy of the media.
+
+        Any 2xx answer means released (an empty 204 too), unless it says ``"success": false``.
+        """
+        request = CompleteVideoRequest(model=model, queue_id=queue_id)
+        response = self._send(self._core.api_call(Endpoint.COMPLETE, request))
+        return self._core.complete_response(_read_capped(response, MAX_STATUS_BODY, Endpoint.COMPLETE))
 
     def transcribe(self, url: str, response_format: str = "json") -> Transcription:
         """``POST /video/transcriptions``: transcribe a YouTube video (json or text)."""
         request = TranscriptionRequest.model_validate({"url": url, "response_format": response_format})
-        response = self._open(Endpoint.TRANSCRIPTIONS, request)
+        response = self._send(self._core.api_call(Endpoint.TRANSCRIPTIONS, request))
         raw = _read_capped(response, MAX_STATUS_BODY * 16, Endpoint.TRANSCRIPTIONS)
         return self._core.transcription(response, raw)
 
     def _json(self, endpoint: Endpoint, body: _Request | None, model: type[ModelT]) -> ModelT:
-        response = self._open(endpoint, body)
+        response = self._send(self._core.api_call(endpoint, body))
         return self._core.parse(endpoint, _read_capped(response, MAX_STATUS_BODY, endpoint), model)
 
-    def _open(self, endpoint: Endpoint, body: _Request | None = None) -> httpx.Response:
-        """Send with retries; return a 2xx response whose body is not read yet."""
-        budget = self._core.budget(endpoint)
+    def _retrieve(self, model: str, queue_id: str, accept: str) -> httpx.Response:
+        body = RetrieveVideoRequest(model=model, queue_id=queue_id)
+        return self._send(self._core.api_call(Endpoint.RETRIEVE, body, accept))
+
+    def _send(self, call: Call) -> httpx.Response:
+        """Send with retries; return a 2xx response whose body is not read yet.
+
+        Every attempt is a fresh request, redacted (no API key left on it) as soon as it was sent.
+        """
+        budget = self._core.budget(call)
         while True:
+            request = call.build()
             try:
-                response = self._http.send(self._core.build(endpoint, body), stream=True)
+                response = self._http.send(request, stream=True, follow_redirects=call.follow_redirects)
             except httpx.TransportError as exc:
-                error, sent = self._core.transport_error(endpoint, exc)
-                delay = _or_raise(budget.delay_before_retry, error, sent, exc)
+                delay = self._core.delay_after_failure(call, budget, exc)
             else:
                 if response.is_success:
                     return response
-                error = self._core.error_from(endpoint, response, _read_capped(response, MAX_ERROR_BODY))
-                delay = budget.delay_before_retry(error, request_sent=True)
+                raw = _read_capped(response, MAX_ERROR_BODY)
+                delay = self._core.delay_after_refusal(call, budget, response, raw)
+            finally:
+                redact(request)
             self._sleep(delay)
-
-    def _send_plain(self, method: str, url: str) -> httpx.Response:
-        """Send to a non-API URL: no Authorization header, redirects followed, 5xx retried."""
-        budget = self._core.budget(Endpoint.RETRIEVE)
-        while True:
-            try:
-                response = self._http.send(
-                    self._core.build_plain(method, url), stream=True, follow_redirects=True
-                )
-            except httpx.TransportError as exc:
-                error, sent = self._core.transport_error(Endpoint.RETRIEVE, exc)
-                delay = _or_raise(budget.delay_before_retry, error, sent, exc)
-            else:
-                if response.is_success:
-                    return response
-                error = self._core.plain_error(response, _read_capped(response, MAX_ERROR_BODY))
-                delay = budget.delay_before_retry(error, request_sent=True)
-            self._sleep(delay)
-
-
-def _or_raise(decide: Callable[..., float], error: VeniceError, sent: bool, cause: BaseException) -> float:
-    try:
-        return decide(error, request_sent=sent)
-    except VeniceError as final:
-        raise final from cause
 
 
 def _read_capped(response: httpx.Response, limit: int, endpoint: Endpoint | None = None) -> bytes:
@@ -236,7 +233,7 @@ def _guarded(chunks: Iterator[bytes], where: str) -> Iterator[bytes]:
     try:
         yield from chunks
     except httpx.TransportError as exc:
-        raise VeniceTransportError(where, f"body cut short: {type(exc).__name__}: {exc}") from exc
+        raise ClientCore.stream_error(where, exc) from exc
 
 
 def _drain(chunks: Iterator[bytes], sink: Callable[[bytes], object]) -> int:

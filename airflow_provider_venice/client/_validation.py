@@ -1,22 +1,25 @@
-"""Check a video request before paying for it.
+"""Check a video request before paying for it (or before asking its price).
 
-One function, :func:`validate_queue_request`, checks a request against the model's live capabilities
+:func:`validate_queue_request` checks a request against the model's live capabilities
 (``GET /models?type=video``) and the limits Venice documents. A request that Venice would refuse with
 400 or 413 never reaches ``/video/queue``; the error names the field and what is allowed.
+:func:`validate_quote_request` checks a ``/video/quote`` request with the same per-field rules, for the
+fields a quote has (no prompt).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from airflow_provider_venice.client._errors import VeniceRequestInvalidError
-from airflow_provider_venice.client._models import QueueVideoRequest
+from airflow_provider_venice.client._models import QueueVideoRequest, QuoteVideoRequest
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -31,6 +34,7 @@ MAX_SCENE_IMAGES = 4
 UPSCALE_FACTORS = (1, 2, 4)
 MAX_BODY_BYTES = 35 * 1024 * 1024
 MAX_AUDIO_BYTES = 15 * 1024 * 1024
+MAX_REFERENCE_VIDEO_SECONDS = 150.0
 ASPECT_RATIOS = (
     "1:1",
     "2:3",
@@ -50,41 +54,46 @@ _DATA_URL = re.compile(
     r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,"
 )
 _URL_FIELDS = ("image_url", "end_image_url", "audio_url", "video_url")
+_RequestT = TypeVar("_RequestT", QueueVideoRequest, QuoteVideoRequest)
+# The two request kinds share the fields that set the price; one helper checks each of them.
+_PricedRequest: TypeAlias = QueueVideoRequest | QuoteVideoRequest
 
 
 def build_queue_request(**fields: Any) -> QueueVideoRequest:
     """Build a :class:`QueueVideoRequest` from keyword fields, naming the field on a type error."""
-    present = {name: value for name, value in fields.items() if value is not None}
-    try:
-        return QueueVideoRequest.model_validate(present)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "request"
-        raise VeniceRequestInvalidError(field, f"{first['msg']} (got {first.get('input')!r})") from None
+    return _build(QueueVideoRequest, fields)
+
+
+def build_quote_request(**fields: Any) -> QuoteVideoRequest:
+    """Build a :class:`QuoteVideoRequest` from keyword fields, naming the field on a type error."""
+    return _build(QuoteVideoRequest, fields)
 
 
 def validate_queue_request(request: QueueVideoRequest, catalogue: dict[str, VideoModel]) -> None:
     """Raise :class:`VeniceRequestInvalidError` naming the first field Venice would refuse."""
-    model = catalogue.get(request.model)
-    if model is None:
-        raise VeniceRequestInvalidError(
-            "model", f"unknown video model {request.model!r}; available: {_listing(sorted(catalogue))}"
-        )
-    if model.model_spec.offline:
-        raise VeniceRequestInvalidError("model", f"{request.model!r} is offline at Venice right now")
+    model = _online_model(request.model, catalogue)
     constraints = model.constraints
     upscale = is_upscale_model(model)
     needs_prompt = constraints.prompt_required if constraints.prompt_required is not None else not upscale
     _check_prompts(request, constraints, needs_prompt=needs_prompt)
-    _check_choice("duration", request.duration, constraints.durations, request.model)
-    _check_choice(
-        "aspect_ratio", request.aspect_ratio, constraints.aspect_ratios, request.model, ASPECT_RATIOS
-    )
-    _check_resolution_and_upscale(request, model, upscale)
-    _check_audio(request, constraints)
+    _check_priced_fields(request, model, upscale)
     _check_inputs(request, constraints)
     _check_lists(request, constraints)
-    _check_media(request)
+    _check_media(_media_urls(request), len(request.prompt or "") + len(request.negative_prompt or ""))
+
+
+def validate_quote_request(request: QuoteVideoRequest, catalogue: dict[str, VideoModel]) -> None:
+    """Raise :class:`VeniceRequestInvalidError` naming the first field ``/video/quote`` would refuse.
+
+    The same rules as :func:`validate_queue_request` for the fields a quote has (model, duration,
+    aspect_ratio, resolution or upscale_factor, audio, video_url), plus ``reference_video_total_duration``
+    (0 < seconds <= 150). No prompt is needed.
+    """
+    model = _online_model(request.model, catalogue)
+    _check_priced_fields(request, model, is_upscale_model(model))
+    _require_video(request.video_url, model.constraints)
+    _check_media([("video_url", request.video_url)] if request.video_url is not None else [], 0)
+    _check_reference_video_duration(request.reference_video_total_duration)
 
 
 def is_upscale_model(model: VideoModel) -> bool:
@@ -93,6 +102,36 @@ def is_upscale_model(model: VideoModel) -> bool:
     return bool(constraints.upscale_factors) or (
         constraints.model_type == "video" and "upscale" in model.id.lower()
     )
+
+
+def _build(cls: type[_RequestT], fields: dict[str, Any]) -> _RequestT:
+    present = {name: value for name, value in fields.items() if value is not None}
+    try:
+        return cls.model_validate(present)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "request"
+        raise VeniceRequestInvalidError(field, f"{first['msg']} (got {first.get('input')!r})") from None
+
+
+def _online_model(model_id: str, catalogue: dict[str, VideoModel]) -> VideoModel:
+    model = catalogue.get(model_id)
+    if model is None:
+        raise VeniceRequestInvalidError(
+            "model", f"unknown video model {model_id!r}; available: {_listing(sorted(catalogue))}"
+        )
+    if model.model_spec.offline:
+        raise VeniceRequestInvalidError("model", f"{model_id!r} is offline at Venice right now")
+    return model
+
+
+def _check_priced_fields(request: _PricedRequest, model: VideoModel, upscale: bool) -> None:
+    """Check the fields a queue and a quote request share (they set the price)."""
+    constraints = model.constraints
+    _check_choice("duration", request.duration, constraints.durations, model.id)
+    _check_choice("aspect_ratio", request.aspect_ratio, constraints.aspect_ratios, model.id, ASPECT_RATIOS)
+    _check_resolution_and_upscale(request, model, upscale)
+    _check_audio(request.audio, constraints)
 
 
 def _check_prompts(request: QueueVideoRequest, constraints: ModelConstraints, *, needs_prompt: bool) -> None:
@@ -123,7 +162,7 @@ def _check_choice(
         )
 
 
-def _check_resolution_and_upscale(request: QueueVideoRequest, model: VideoModel, upscale: bool) -> None:
+def _check_resolution_and_upscale(request: _PricedRequest, model: VideoModel, upscale: bool) -> None:
     if upscale and request.resolution is not None:
         raise VeniceRequestInvalidError("resolution", f"{model.id!r} is an upscale model: use upscale_factor")
     _check_choice("resolution", request.resolution, model.constraints.resolutions, model.id)
@@ -141,23 +180,40 @@ def _check_resolution_and_upscale(request: QueueVideoRequest, model: VideoModel,
         )
 
 
-def _check_audio(request: QueueVideoRequest, constraints: ModelConstraints) -> None:
-    if request.audio is None:
+def _check_audio(audio: bool | None, constraints: ModelConstraints) -> None:
+    if audio is None:
         return
-    if request.audio and not constraints.audio:
+    if audio and not constraints.audio:
         raise VeniceRequestInvalidError("audio", "this model does not generate audio; leave audio unset")
-    if constraints.audio and not constraints.audio_configurable:
-        raise VeniceRequestInvalidError("audio", "this model's audio cannot be switched; leave audio unset")
+    if not audio and constraints.audio and not constraints.audio_configurable:
+        raise VeniceRequestInvalidError(
+            "audio", "this model's audio is always on and cannot be switched off; leave audio unset or true"
+        )
 
 
 def _check_inputs(request: QueueVideoRequest, constraints: ModelConstraints) -> None:
     kind = constraints.model_type
     if (kind == "image-to-video" or constraints.requires_image) and not request.image_url:
         raise VeniceRequestInvalidError("image_url", "required by image-to-video models (URL or data: URL)")
-    if (kind == "video" or constraints.requires_video) and not request.video_url:
-        raise VeniceRequestInvalidError("video_url", "required by video-to-video and upscale models")
+    _require_video(request.video_url, constraints)
     if request.end_image_url and constraints.supports_end_image is False:
         raise VeniceRequestInvalidError("end_image_url", "this model does not take an end frame")
+
+
+def _require_video(video_url: str | None, constraints: ModelConstraints) -> None:
+    if (constraints.model_type == "video" or constraints.requires_video) and not video_url:
+        raise VeniceRequestInvalidError("video_url", "required by video-to-video and upscale models")
+
+
+def _check_reference_video_duration(seconds: float | None) -> None:
+    if seconds is None:
+        return
+    if not math.isfinite(seconds) or not 0 < seconds <= MAX_REFERENCE_VIDEO_SECONDS:
+        raise VeniceRequestInvalidError(
+            "reference_video_total_duration",
+            f"{seconds!r} seconds; must be a finite number above 0 and at most "
+            f"{MAX_REFERENCE_VIDEO_SECONDS:g} (the API's limit)",
+        )
 
 
 def _check_lists(request: QueueVideoRequest, constraints: ModelConstraints) -> None:
@@ -185,17 +241,16 @@ def _check_count(field: str, values: list[Any] | None, limit: int) -> None:
         raise VeniceRequestInvalidError(field, f"{len(values)} given; at most {limit} allowed")
 
 
-def _check_media(request: QueueVideoRequest) -> None:
+def _check_media(urls: Iterable[tuple[str, str]], text_length: int) -> None:
     """Check every URL field (http(s) or a well-formed data: URL) and the body size."""
-    total = 0
-    for field, url in _media_urls(request):
+    total = text_length
+    for field, url in urls:
         size = _media_size(field, url)
         if field == "audio_url" and size > MAX_AUDIO_BYTES:
             raise VeniceRequestInvalidError(
                 field, f"{size} bytes inline; background audio is limited to 15 MB"
             )
         total += len(url)
-    total += sum(len(text or "") for text in (request.prompt, request.negative_prompt))
     if total > MAX_BODY_BYTES:
         raise VeniceRequestInvalidError(
             "request",

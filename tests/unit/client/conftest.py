@@ -96,19 +96,33 @@ class LazyBody(httpx.SyncByteStream, httpx.AsyncByteStream):
         self.closed = True
 
 
+def snapshot(request: httpx.Request) -> httpx.Request:
+    """A copy of a request as it went over the wire (the client redacts the original once it was sent)."""
+    return httpx.Request(request.method, request.url, headers=request.headers.copy(), content=request.content)
+
+
 class ScriptedVenice:
-    """Answers each request with the next responder of its script (the last one repeats)."""
+    """Answers each request with the next responder of its script (the last one repeats).
+
+    ``requests`` holds copies of the requests as they arrived (headers included); ``originals`` the
+    request objects the client sent and ``responses`` the responses handed back, to check what the
+    client left on them afterwards.
+    """
 
     def __init__(self, *script: Responder) -> None:
         self.script = list(script)
         self.requests: list[httpx.Request] = []
+        self.originals: list[httpx.Request] = []
+        self.responses: list[httpx.Response] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
+        self.requests.append(snapshot(request))
+        self.originals.append(request)
         if not self.script:
             raise AssertionError(f"unexpected request {request.method} {request.url}")
         responder = self.script.pop(0) if len(self.script) > 1 else self.script[0]
-        return responder(request)
+        self.responses.append(responder(request))
+        return self.responses[-1]
 
 
 class Harness:

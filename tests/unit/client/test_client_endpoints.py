@@ -13,6 +13,7 @@ from airflow_provider_venice.client import (
     DownloadUrlError,
     QueueVideoRequest,
     QuoteVideoRequest,
+    UnreadableAnswerError,
     VideoElement,
     VideoNotReadyError,
 )
@@ -230,11 +231,14 @@ def test_retrieve_unknown_status_is_failed(venice: Any, fake: Any, body: Any, ex
     assert expected in (status.message or "")
 
 
-def test_retrieve_unreadable_json_is_failed(venice: Any, fake: Any) -> None:
-    h = venice(fake.answer(200, content=b"<html>oops</html>", headers={"Content-Type": "text/html"}))
-    status = h.call("retrieve_status", MODEL, "q-1")
-    assert status.state == "failed"
-    assert "oops" in (status.message or "")
+@pytest.mark.parametrize("body", [b"<html>oops</html>", b"", b"[1, 2]"], ids=["html", "empty", "list"])
+def test_retrieve_unreadable_answer_is_a_transient_error(venice: Any, fake: Any, body: bytes) -> None:
+    """A 2xx answer that says nothing (a proxy's page, a 204) is asked again, never a failed job."""
+    h = venice(fake.answer(200, content=body, headers={"Content-Type": "text/html"}))
+    with pytest.raises(UnreadableAnswerError) as caught:
+        h.call("retrieve_status", MODEL, "q-1")
+    assert caught.value.retryable
+    assert body[:10].decode() in str(caught.value)
 
 
 def test_download_video_streams_into_sink(venice: Any, fake: Any) -> None:

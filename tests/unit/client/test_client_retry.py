@@ -332,3 +332,30 @@ def test_backoff_within_jitter_of_the_curve(retry_number: int) -> None:
     nominal = min(policy.max_delay_s, policy.base_delay_s * 2 ** (retry_number - 1))
     delay = policy.backoff_s(retry_number)
     assert 0.75 * nominal <= delay <= 1.25 * nominal
+
+
+def test_download_url_429_retried(venice: Any, fake: Any) -> None:
+    h = venice(
+        fake.answer(429, text="slow down", headers={"Retry-After": "2"}),
+        fake.answer(200, content=b"mp4", headers={"Content-Type": "video/mp4"}),
+    )
+    _, total = h.stream("open_download_url", DOWNLOAD_URL, sink=lambda chunk: None)
+    assert total == 3
+    assert len(h.requests) == 2
+    assert 2.0 <= h.sleeps[0] <= 2.5
+    assert all("authorization" not in r.headers for r in h.requests)
+
+
+def test_download_url_redirect_then_5xx_is_retried_from_the_link(venice: Any, fake: Any) -> None:
+    storage = "https://bucket.storage.test/q-1.mp4"
+    h = venice(
+        fake.answer(302, headers={"Location": storage}),
+        fake.answer(502, text="bad gateway"),
+        fake.answer(302, headers={"Location": storage}),
+        fake.answer(200, content=b"mp4", headers={"Content-Type": "video/mp4"}),
+    )
+    _, total = h.stream("open_download_url", DOWNLOAD_URL, sink=lambda chunk: None)
+    assert total == 3
+    assert [str(r.url) for r in h.requests] == [DOWNLOAD_URL, storage, DOWNLOAD_URL, storage]
+    assert all("authorization" not in r.headers for r in h.requests)
+    assert len(h.sleeps) == 1

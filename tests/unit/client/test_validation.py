@@ -125,8 +125,19 @@ def b64(size: int) -> str:
             "elements": [{"frontal_image_url": IMG, "reference_image_urls": [IMG] * 3}] * 4,
         },
         {"model": NO_AUDIO_SWITCH},
+        {"model": NO_AUDIO_SWITCH, "audio": True},
     ],
-    ids=["minimal", "all-options", "prompt-at-limit", "data-url", "upscale", "enhance", "max-lists", "vps"],
+    ids=[
+        "minimal",
+        "all-options",
+        "prompt-at-limit",
+        "data-url",
+        "upscale",
+        "enhance",
+        "max-lists",
+        "vps",
+        "audio-always-on-true",
+    ],
 )
 def test_valid_requests_pass(catalogue: dict[str, VideoModel], req: dict[str, Any]) -> None:
     validate_queue_request(request(**req), catalogue)
@@ -153,7 +164,7 @@ def test_valid_requests_pass(catalogue: dict[str, VideoModel], req: dict[str, An
         ({"upscale_factor": 2}, "upscale_factor", ["only upscale models", "text-to-video"]),
         ({"model": UPSCALE, "upscale_factor": 3}, "upscale_factor", ["1, 2, 4"]),
         ({"model": UPSCALE, "resolution": "720p"}, "resolution", ["upscale_factor"]),
-        ({"model": NO_AUDIO_SWITCH, "audio": False}, "audio", ["cannot be switched"]),
+        ({"model": NO_AUDIO_SWITCH, "audio": False}, "audio", ["always on"]),
         ({"model": I2V, "audio": True}, "audio", ["does not generate audio"]),
         ({"model": NO_AUDIO_SWITCH, "end_image_url": IMG}, "end_image_url", ["end frame"]),
         ({"model": REF, "reference_image_urls": [IMG] * 10}, "reference_image_urls", ["10", "at most 9"]),
