@@ -70,6 +70,29 @@ def video_response(file: Mp4File, background: BackgroundTask | None = None) -> S
     )
 
 
+def names_json(accept: str) -> bool:
+    """Tell whether an ``Accept`` header value names ``application/json`` (with any ``q`` but 0).
+
+    ``application/json``, ``video/mp4, application/json`` and ``application/json;q=0.9`` do;
+    ``video/mp4``, ``*/*``, ``application/*``, an empty value and ``application/json;q=0`` do not.
+    """
+    for media_range in accept.split(","):
+        media_type, *params = (part.strip().lower() for part in media_range.split(";"))
+        if media_type != "application/json":
+            continue
+        weights = [param.partition("=")[2].strip() for param in params if param.startswith("q=")]
+        if not weights or _weight(weights[0]) > 0:
+            return True
+    return False
+
+
+def _weight(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return 1.0
+
+
 async def _aiter(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
     for chunk in chunks:
         yield chunk
@@ -92,7 +115,8 @@ class _Api:
         return JSONResponse(self.state.queue(await self._body(request), str(request.base_url)))
 
     async def retrieve(self, request: Request) -> Response:
-        result = self.state.retrieve(await self._body(request))
+        accept = ", ".join(request.headers.getlist("accept"))
+        result = self.state.retrieve(await self._body(request), accepts_json=names_json(accept))
         if not isinstance(result, Delivery):
             return JSONResponse(result)
         cleanup = BackgroundTask(self.state.delete_media, result.queue_id) if result.delete_after else None

@@ -26,6 +26,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--video-bytes", type=int, help="pad every video to this many bytes")
     parser.add_argument("--balance", type=float, help="starting balance in USD (default 100)")
     parser.add_argument("--invalid-key", help="the API key answered with 401 (default bad-key)")
+    parser.add_argument(
+        "--retrieve-json-on-accept",
+        action="store_true",
+        help="answer a finished retrieve with JSON COMPLETED when Accept names application/json "
+        "(default: Accept is ignored, the mp4 is sent)",
+    )
+    parser.add_argument(
+        "--moov-at-end",
+        action="store_true",
+        help="write videos as ftyp + mdat + moov (not fast-started) instead of ftyp + moov + mdat",
+    )
     return parser
 
 
@@ -37,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "video_bytes": args.video_bytes,
         "balance_usd": args.balance,
         "invalid_key": args.invalid_key,
+        "retrieve_json_on_accept": args.retrieve_json_on_accept or None,
+        "moov_at_end": args.moov_at_end or None,
     }
     config: dict[str, Any] = {name: value for name, value in options.items() if value is not None}
     stop = threading.Event()

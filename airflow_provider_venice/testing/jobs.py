@@ -41,9 +41,20 @@ class Job:
         """Return the PROCESSING body; its average is off from the true run time by a model factor."""
         return {
             "status": "PROCESSING",
-            "average_execution_time": round(self.run_seconds * 1000 * self.model.estimate_factor),
+            "average_execution_time": self._average_ms(),
             "execution_duration": round(max(0.0, now - self.created_at) * 1000),
         }
+
+    def completed(self) -> dict[str, Any]:
+        """Return the COMPLETED body of a finished job; ``execution_duration`` is its whole run time."""
+        return {
+            "status": "COMPLETED",
+            "average_execution_time": self._average_ms(),
+            "execution_duration": round(self.run_seconds * 1000),
+        }
+
+    def _average_ms(self) -> int:
+        return round(self.run_seconds * 1000 * self.model.estimate_factor)
 
     def status(self, now: float) -> str:
         """Return ``PROCESSING``, ``REFUSED``, ``COMPLETED`` or ``DELETED`` for the admin job list."""

@@ -19,6 +19,8 @@ from airflow_provider_venice.testing.faults import API_PREFIX
 from airflow_provider_venice.testing.state import MEDIA_PREFIX
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from airflow_provider_venice.testing.faults import Fault
@@ -46,10 +48,14 @@ class _Call:
             "body": None,
             "body_bytes": 0,
         }
-        authorization = Headers(scope=scope).get("authorization")
+        headers = Headers(scope=scope)
+        accept = headers.getlist("accept")
+        self.entry["accept"] = ", ".join(accept) if accept else None  # what the client asked for
+        authorization = headers.get("authorization")
         if self.path.startswith(MEDIA_PREFIX + "/") and authorization is not None:
             self.entry["authorization"] = authorization  # to prove no API key is sent to download_url
         self._body = bytearray()
+        self.recorded = False
 
     def add_body(self, chunk: bytes) -> None:
         self.entry["body_bytes"] += len(chunk)
@@ -84,6 +90,12 @@ class EmulatorMiddleware:
         try:
             await self._handle(scope, receive, send, call, fault)
         finally:
+            self._record(call)
+
+    def _record(self, call: _Call) -> None:
+        """Log ``call`` once: before its last body message goes out, or when the request ends."""
+        if not call.recorded:
+            call.recorded = True
             self.state.record_call(call.finish())
 
     async def _handle(
@@ -91,8 +103,6 @@ class EmulatorMiddleware:
     ) -> None:
         if fault is not None and fault.latency_s is not None:
             await anyio.sleep(fault.latency_s)
-        if fault is not None and fault.action == "drop_before":
-            raise DropConnection()
 
         async def receive_logged() -> Message:
             message = await receive()
@@ -100,7 +110,14 @@ class EmulatorMiddleware:
                 call.add_body(message.get("body", b""))
             return message
 
-        send_faulty = _FaultySend(send, call, fault, self._extra_headers(call.path))
+        if fault is not None and fault.action == "drop_before":
+            # Read the request first: closing a socket with unread bytes sends a reset (ECONNRESET)
+            # instead of the plain disconnect this fault promises.
+            while (message := await receive_logged())["type"] == "http.request" and message.get("more_body"):
+                pass
+            raise DropConnection()
+
+        send_faulty = _FaultySend(send, call, fault, self._extra_headers(call.path), self._record)
         app = self._response_for(scope, fault) or self.app
         cut = False
         try:
@@ -141,13 +158,19 @@ class _FaultySend:
     """Passes messages on, adding headers and logging the status; drops or cuts per the fault."""
 
     def __init__(
-        self, send: Send, call: _Call, fault: Fault | None, headers: list[tuple[bytes, bytes]]
+        self,
+        send: Send,
+        call: _Call,
+        fault: Fault | None,
+        headers: list[tuple[bytes, bytes]],
+        record: Callable[[_Call], None],
     ) -> None:
         self._send = send
         self._call = call
         self._headers = headers
         self._action = fault.action if fault is not None else None
         self._budget = 0
+        self._record = record
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -164,6 +187,8 @@ class _FaultySend:
                 )
                 raise _Cut()
             self._budget -= len(body)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            self._record(self._call)  # logged before the client can see the end of the response
         await self._send(message)
 
 

@@ -6,6 +6,10 @@ so any player can decode it. The picture is a progress bar over a colour that ch
 second. There is no audio track. A file can be padded to any larger size with unreferenced bytes
 at the end of its ``mdat`` box, which keeps it valid; the padding is produced in chunks and never
 held in memory.
+
+Two layouts: ``ftyp`` + ``moov`` + ``mdat`` ("fast-started", the default) and, with
+``moov_at_end``, ``ftyp`` + ``mdat`` + ``moov`` as written by encoders that do not move the index
+to the front. Either way the top-level box sizes add up exactly to the file size.
 """
 
 from __future__ import annotations
@@ -75,38 +79,56 @@ def frame_size(aspect_ratio: str | None) -> tuple[int, int]:
 
 
 class Mp4File:
-    """One MP4 file: the encoded video plus optional padding, streamed with :meth:`chunks`."""
+    """One MP4 file: the encoded video plus optional padding, streamed with :meth:`chunks`.
 
-    def __init__(self, spec: VideoSpec, pad_to: int | None = None) -> None:
+    ``pad_to`` pads the file to that many bytes (inside ``mdat``; ignored below the natural size).
+    ``moov_at_end`` writes ``ftyp`` + ``mdat`` + ``moov`` instead of ``ftyp`` + ``moov`` + ``mdat``.
+    """
+
+    def __init__(self, spec: VideoSpec, pad_to: int | None = None, *, moov_at_end: bool = False) -> None:
         self.spec = spec
+        self.moov_at_end = moov_at_end
         self._frames = _encode_frames(spec.width, spec.height, spec.seconds)
-        self._head = _prefix(spec, self._frames, 8)
-        self.size = len(self._head) + sum(len(frame) for frame in self._frames)
-        if pad_to is not None and pad_to > self.size:
-            boxes_before_mdat = len(self._head) - 8
-            header_size = 8 if pad_to - boxes_before_mdat <= _MAX_BOX_SIZE else 16
-            self._head = _prefix(spec, self._frames, header_size, pad_to)
-            self.size = pad_to
+        self._head, self._tail, self.size = _layout(spec, self._frames, pad_to, moov_at_end)
 
     def chunks(self, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
-        """Yield the whole file: header boxes, frames, then padding in zero pieces of ``chunk_size``."""
+        """Yield the whole file: boxes before the frames, frames, zero padding, boxes after.
+
+        Padding comes in zero pieces of at most ``chunk_size`` bytes; nothing large is held in memory.
+        """
         yield self._head
         yield from self._frames
-        remaining = self.size - len(self._head) - sum(len(frame) for frame in self._frames)
+        remaining = self.size - len(self._head) - sum(len(frame) for frame in self._frames) - len(self._tail)
         zeros = bytes(chunk_size)
         while remaining > 0:
             yield zeros if remaining >= chunk_size else zeros[:remaining]
             remaining -= chunk_size
+        if self._tail:
+            yield self._tail
 
 
 def probe_mp4(data: bytes) -> Mp4Info:
     """Read duration and frame size from the ``ftyp``, ``mvhd`` and ``tkhd`` boxes of MP4 bytes.
 
-    ``data`` may be just the beginning of a file, as long as it holds the whole ``moov`` box.
+    ``data`` is the file from its first byte through at least the end of the ``moov`` box. For a
+    fast-started file (``moov`` before ``mdat``) the first few kilobytes are enough; when ``moov``
+    comes after ``mdat`` that means the whole file (or at least through ``moov``). Raises
+    ``ValueError`` when the bytes are not an MP4 file or end before the ``moov`` box does; the
+    message then says from which offset the boxes continue.
     """
-    boxes = dict(_boxes(data, 0, len(data)))
-    if "ftyp" not in boxes or "moov" not in boxes:
+    boxes: dict[str, tuple[int, int]] = {}
+    for kind, (payload_start, box_end) in _boxes(data, 0, len(data), clamp=False):
+        boxes.setdefault(kind, (payload_start, box_end))
+        if kind == "moov" and box_end > len(data):
+            raise ValueError(f"the moov box ends at offset {box_end}, past the {len(data)} bytes given")
+    if "ftyp" not in boxes:
         raise ValueError("not an MP4 file with ftyp and moov boxes")
+    if "moov" not in boxes:
+        last_end = max(box_end for _, box_end in boxes.values())
+        raise ValueError(
+            f"no moov box in the {len(data)} bytes given: the top-level boxes continue at offset "
+            f"{last_end} (a file that is not fast-started keeps moov at the end; pass bytes through it)"
+        )
     ftyp_start, _ = boxes["ftyp"]
     major_brand = data[ftyp_start : ftyp_start + 4].decode("latin-1")
     moov = dict(_boxes(data, *boxes["moov"]))
@@ -118,19 +140,25 @@ def probe_mp4(data: bytes) -> Mp4Info:
     return Mp4Info(duration / timescale, width >> 16, height >> 16, major_brand)
 
 
-def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[str, tuple[int, int]]]:
-    """Yield ``(type, (payload_start, payload_end))`` for the boxes in ``data[start:end]``."""
+def _boxes(data: bytes, start: int, end: int, *, clamp: bool = True) -> Iterator[tuple[str, tuple[int, int]]]:
+    """Yield ``(type, (payload_start, payload_end))`` for the boxes in ``data[start:end]``.
+
+    With ``clamp`` (the default) a box running past ``end`` ends at ``end``; without, the second
+    value is where the box really ends, possibly past the bytes given.
+    """
     while start + 8 <= end:
         size, kind = struct.unpack(">I4s", data[start : start + 8])
         header = 8
         if size == 1:
+            if start + 16 > end:
+                return
             (size,) = struct.unpack(">Q", data[start + 8 : start + 16])
             header = 16
         elif size == 0:
             size = end - start
         if size < header:
             raise ValueError("corrupt MP4 box size")
-        yield kind.decode("latin-1"), (start + header, min(start + size, end))
+        yield kind.decode("latin-1"), (start + header, min(start + size, end) if clamp else start + size)
         start += size
 
 
@@ -262,20 +290,28 @@ def _full_box(kind: bytes, flags: int, *parts: bytes) -> bytes:
     return _box(kind, struct.pack(">I", flags), *parts)
 
 
-def _prefix(spec: VideoSpec, frames: tuple[bytes, ...], header_size: int, pad_to: int | None = None) -> bytes:
-    """``ftyp`` + ``moov`` + the ``mdat`` header, sized so the whole file is ``pad_to`` bytes."""
+def _layout(
+    spec: VideoSpec, frames: tuple[bytes, ...], pad_to: int | None, moov_at_end: bool
+) -> tuple[bytes, bytes, int]:
+    """Return the bytes before the frames, the bytes after the padding, and the file size.
+
+    ``mdat`` holds the frames and the padding, sized so the whole file is ``pad_to`` bytes (or
+    its natural size); its header grows to 16 bytes when it is over 4 GiB.
+    """
     ftyp = _box(b"ftyp", b"isom", struct.pack(">I", 512), b"isomiso2avc1mp41")
     payload = sum(len(frame) for frame in frames)
-    moov_size = len(_moov(spec, frames, 0))
-    moov = _moov(spec, frames, len(ftyp) + moov_size + header_size)
-    mdat_size = header_size + payload
-    if pad_to is not None:
-        mdat_size = max(mdat_size, pad_to - len(ftyp) - len(moov))
-    if header_size == 16:
+    moov_size = len(_moov(spec, frames, 0))  # stco holds one 32-bit offset: the size is fixed
+    size = max(len(ftyp) + moov_size + 8 + payload, pad_to or 0)
+    mdat_size = size - len(ftyp) - moov_size
+    if mdat_size > _MAX_BOX_SIZE:
         mdat_header = struct.pack(">I4sQ", 1, b"mdat", mdat_size)
     else:
         mdat_header = struct.pack(">I4s", mdat_size, b"mdat")
-    return ftyp + moov + mdat_header
+    if moov_at_end:
+        moov = _moov(spec, frames, len(ftyp) + len(mdat_header))
+        return ftyp + mdat_header, moov, size
+    moov = _moov(spec, frames, len(ftyp) + moov_size + len(mdat_header))
+    return ftyp + moov + mdat_header, b"", size
 
 
 def _moov(spec: VideoSpec, frames: tuple[bytes, ...], first_offset: int) -> bytes:

@@ -132,8 +132,13 @@ class EmulatorState:
             response["download_url"] = job.download_url
         return response
 
-    def retrieve(self, body: dict[str, Any]) -> dict[str, Any] | Delivery:
-        """``POST /video/retrieve``: a PROCESSING/COMPLETED body, or the finished video to stream."""
+    def retrieve(self, body: dict[str, Any], *, accepts_json: bool = False) -> dict[str, Any] | Delivery:
+        """``POST /video/retrieve``: a PROCESSING/COMPLETED body, or the finished video to stream.
+
+        ``accepts_json`` tells whether the request's ``Accept`` header named ``application/json``;
+        with the ``retrieve_json_on_accept`` config a finished non-VPS job then answers the
+        COMPLETED body instead of the video, and its media is kept.
+        """
         with self._lock:
             job = self._find(body)
             now = self.clock.now()
@@ -145,8 +150,10 @@ class EmulatorState:
                 raise self._refuse(job)
             if job.model.vps:
                 return {"status": "COMPLETED"}
+            if accepts_json and self.config.retrieve_json_on_accept:
+                return job.completed()
             delete_after = body.get("delete_media_on_completion") is True
-            return Delivery(Mp4File(job.video, self.config.video_bytes), job.queue_id, delete_after)
+            return Delivery(self._video(job), job.queue_id, delete_after)
 
     def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         """``POST /video/complete``: delete the media. VPS jobs answer 400, as Venice reportedly does."""
@@ -176,7 +183,7 @@ class EmulatorState:
             job = self._linked_job(token, filename)
             if not job.finished(self.clock.now()) or job.refused:
                 raise error(404, "Not found: the video is not ready")
-            return Mp4File(job.video, self.config.video_bytes)
+            return self._video(job)
 
     def delete_download(self, token: str, filename: str) -> None:
         """``DELETE`` on a ``download_url``: remove the file; later requests answer 404."""
@@ -211,6 +218,9 @@ class EmulatorState:
             job.download_token = secrets.token_urlsafe(16)
             job.download_url = f"{base_url.rstrip('/')}{MEDIA_PREFIX}/{job.download_token}/{job.queue_id}.mp4"
         return job
+
+    def _video(self, job: Job) -> Mp4File:
+        return Mp4File(job.video, self.config.video_bytes, moov_at_end=self.config.moov_at_end)
 
     def _find(self, body: dict[str, Any]) -> Job:
         problems = Problems()

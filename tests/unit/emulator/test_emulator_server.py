@@ -91,6 +91,8 @@ def test_cli_prints_its_url_first_and_stops_on_sigterm() -> None:
             config = httpx.get(base_url.removesuffix("/api/v1") + "/_emulator/config").json()
         assert config["config"]["job_seconds"] == 1
         assert config["config"]["video_bytes"] == 600000
+        assert config["config"]["retrieve_json_on_accept"] is False  # only with --retrieve-json-on-accept
+        assert config["config"]["moov_at_end"] is False  # only with --moov-at-end
         assert config["balance_usd"] < 3
 
         process.send_signal(signal.SIGTERM)
