@@ -9,9 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_venice._airflow import as_airflow_failure
 from airflow_provider_venice.client import EndpointRetiredError, VeniceError
 from airflow_provider_venice.hooks.venice import VeniceHook
+from airflow_provider_venice.lifecycle.failures import as_airflow_failure
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
