@@ -2,13 +2,17 @@
 
 One deployment (``conftest.deployment``) serves the whole module; the tests run one DAG run at a time
 so that the emulator's call log between two points belongs to one run. Each video must be queued
-(paid) exactly once and completed exactly once, and land in S3 intact. The triggerer is killed with
-SIGKILL while a job is deferred; a fresh triggerer finishes it without a second ``/video/queue``.
+(paid) exactly once and completed exactly once, and land in S3 intact: its manifest (``<key>.json``,
+written last) exists beside it and matches the stored bytes, and the job is completed only after that.
+The triggerer is killed with SIGKILL while a job is deferred; a fresh triggerer finishes it without a
+second ``/video/queue``. A long ``Retry-After`` shows in the worker's task log file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import signal
 from collections import Counter
 from typing import Any
@@ -27,6 +31,8 @@ BATCH = "venice_batch_on_budget"
 # Long enough that the first triggerer is still sleeping before its first poll when it is killed.
 KILL_TEST_JOB_SECONDS = 30
 TRIGGER_FIRED = "Trigger fired event"
+RETRY_AFTER_S = 3
+RETRY_LOGGED = re.compile(r"retrying /video/retrieve in ([0-9.]+) s after 429")
 
 
 def _counts(calls: list[dict[str, Any]]) -> Counter[tuple[str, str, int]]:
@@ -38,26 +44,45 @@ def _counts(calls: list[dict[str, Any]]) -> Counter[tuple[str, str, int]]:
 
 
 def _video_objects(deployment: Deployment, dag_id: str) -> dict[str, dict[str, Any]]:
-    """The objects under ``videos/<dag_id>/``, by key, with their metadata and body."""
+    """The videos under ``videos/<dag_id>/``, by key, with their metadata, body and manifest (or None)."""
     s3 = deployment.s3()
     listing = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"videos/{dag_id}/").get("Contents", [])
+    keys = {item["Key"] for item in listing}
     objects = {}
-    for item in listing:
-        found = s3.get_object(Bucket=BUCKET, Key=item["Key"])
-        objects[item["Key"]] = {**found, "Body": found["Body"].read()}
+    for key in sorted(keys):
+        if key.endswith(".json"):
+            continue
+        found = s3.get_object(Bucket=BUCKET, Key=key)
+        manifest = None
+        if f"{key}.json" in keys:
+            manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{key}.json")["Body"].read())
+        objects[key] = {**found, "Body": found["Body"].read(), "Manifest": manifest}
     return objects
 
 
-def _xcom(deployment: Deployment, dag_id: str, run_id: str, task_id: str) -> Any:
-    path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+def _xcom(deployment: Deployment, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+    path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
     return deployment.api_json("GET", path, params={"deserialize": True})["value"]
 
 
 def _assert_intact_mp4(found: dict[str, Any]) -> None:
+    """An mp4 whose manifest exists and matches it: size, SHA-256 of the bytes, ETag, queue_id."""
     body: bytes = found["Body"]
+    manifest = found["Manifest"]
     assert found["ContentType"] == "video/mp4"
     assert body[4:8] == b"ftyp", "not an mp4"
-    assert found["Metadata"]["sha256"] == hashlib.sha256(body).hexdigest()
+    assert manifest is not None, "no manifest beside the video: it was never committed as delivered"
+    assert manifest["sha256"] == hashlib.sha256(body).hexdigest()
+    assert manifest["size_bytes"] == len(body)
+    assert manifest["etag"].strip('"') == found["ETag"].strip('"')
+    assert manifest["queue_id"] == found["Metadata"]["venice-queue-id"]
+    assert "sha256" not in found["Metadata"]
+
+
+def _task_logs(deployment: Deployment, dag_id: str, run_id: str, task_id: str) -> str:
+    """The worker's task log files of one task instance (every attempt), as text."""
+    folder = deployment.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+    return "\n".join(path.read_text(errors="replace") for path in sorted(folder.glob("attempt=*.log")))
 
 
 def _trigger_logs(
@@ -75,8 +100,10 @@ def _new_objects(deployment: Deployment, dag_id: str, before: set[str]) -> dict[
     return {key: found for key, found in _video_objects(deployment, dag_id).items() if key not in before}
 
 
-def _run_text_to_video(deployment: Deployment) -> dict[str, Any]:
-    """Trigger the text-to-video example and wait for it; return what it did."""
+def _run_text_to_video(deployment: Deployment, *faults: dict[str, Any]) -> dict[str, Any]:
+    """Trigger the text-to-video example (with emulator ``faults``) and wait for it; return what it did."""
+    if faults:
+        deployment.emulator_admin("faults", {"faults": list(faults)})
     before_calls = len(deployment.emulator_calls())
     before_objects = set(_video_objects(deployment, TEXT_TO_VIDEO))
     run_id = deployment.trigger(TEXT_TO_VIDEO)
@@ -86,6 +113,8 @@ def _run_text_to_video(deployment: Deployment) -> dict[str, Any]:
         "calls": deployment.emulator_calls()[before_calls:],
         "objects": _new_objects(deployment, TEXT_TO_VIDEO, before_objects),
         "xcom": _xcom(deployment, TEXT_TO_VIDEO, run_id, "generate_video"),
+        "queue_id_xcom": _xcom(deployment, TEXT_TO_VIDEO, run_id, "generate_video", "queue_id"),
+        "task_log": _task_logs(deployment, TEXT_TO_VIDEO, run_id, "generate_video"),
     }
 
 
@@ -107,9 +136,13 @@ def test_every_example_dag_is_parsed_without_import_errors(deployment: Deploymen
 
 @pytest.fixture(scope="module")
 def text_to_video(deployment: Deployment) -> dict[str, Any]:
-    """One run of ``venice_text_to_video``, with the downstream catalogue DAG unpaused beforehand."""
+    """One run of ``venice_text_to_video``, with the downstream catalogue DAG unpaused beforehand.
+
+    Venice rate-limits the first look at the job (on the worker, before deferring) with a Retry-After.
+    """
     deployment.api_json("PATCH", f"/dags/{CATALOGUE}", json={"is_paused": False})
-    return _run_text_to_video(deployment)
+    rate_limited = {"endpoint": "/video/retrieve", "status": 429, "retry_after": RETRY_AFTER_S}
+    return _run_text_to_video(deployment, rate_limited)
 
 
 def test_text_to_video_delivers_one_video_paid_once(
@@ -127,14 +160,19 @@ def test_text_to_video_delivers_one_video_paid_once(
     _assert_intact_mp4(found)
     queue_id = found["Metadata"]["venice-queue-id"]
     assert xcom["s3_uri"] == f"s3://{BUCKET}/{key}"
+    assert xcom["manifest_uri"] == f"s3://{BUCKET}/{key}.json"
     assert xcom["queue_id"] == queue_id
-    assert xcom["sha256"] == found["Metadata"]["sha256"]
+    assert text_to_video["queue_id_xcom"] == queue_id  # each key is its own XCom too
+    assert xcom["sha256"] == found["Manifest"]["sha256"]
+    assert xcom["checksum_crc32"] == found["Manifest"]["checksum_crc32"]
     assert xcom["size_bytes"] == len(found["Body"])
 
     [complete] = [call for call in calls if call["path"] == f"{API}/video/complete"]
     assert complete["body"]["queue_id"] == queue_id
     retrieves = [call for call in calls if call["path"] == f"{API}/video/retrieve"]
     assert retrieves, "the job was never polled"
+    assert retrieves[0]["status"] == 429
+    retrieves = retrieves[1:]  # the 429 was answered before its body was read
     assert {call["body"]["queue_id"] for call in retrieves} == {queue_id}
     assert all(call["body"].get("delete_media_on_completion") is not True for call in retrieves)
     # The paid video is only completed (deleted at Venice) after it is safely in S3.
@@ -142,6 +180,13 @@ def test_text_to_video_delivers_one_video_paid_once(
     # The wait happened in the triggerer, not on a worker slot.
     triggers = _trigger_logs(deployment, TEXT_TO_VIDEO, text_to_video["run_id"])
     assert any(TRIGGER_FIRED in text for text in triggers.values()), triggers
+
+
+def test_a_long_retry_after_shows_in_the_task_log(text_to_video: dict[str, Any]) -> None:
+    """The client's retry after the 429 is in the worker's task log file, with the wait Venice asked for."""
+    waits = [float(seconds) for seconds in RETRY_LOGGED.findall(text_to_video["task_log"])]
+    assert waits, text_to_video["task_log"][-3000:]
+    assert all(wait >= RETRY_AFTER_S for wait in waits), waits
 
 
 def test_catalogue_dag_runs_for_the_delivered_video(
@@ -192,11 +237,15 @@ def test_vps_step_by_step_fetches_download_url_once(deployment: Deployment) -> N
 
     queued = _xcom(deployment, VPS, run_id, "queue")
     assert queued["download_url"].endswith(media[1]["path"])
+    assert _xcom(deployment, VPS, run_id, "queue", "queue_id") == queued["queue_id"]
     objects = _new_objects(deployment, VPS, before_objects)
     assert len(objects) == 1, sorted(objects)
     [found] = objects.values()
     _assert_intact_mp4(found)
     assert found["Metadata"]["venice-queue-id"] == queued["queue_id"]
+    delivered = _xcom(deployment, VPS, run_id, "deliver")
+    assert delivered["queue_id"] == queued["queue_id"]
+    assert delivered["manifest_uri"] == f"s3://{BUCKET}/{next(iter(objects))}.json"
 
 
 def test_batch_on_budget_pays_each_mapped_video_once(deployment: Deployment) -> None:
@@ -207,7 +256,8 @@ def test_batch_on_budget_pays_each_mapped_video_once(deployment: Deployment) -> 
     calls = deployment.emulator_calls()[before_calls:]
 
     counts = _counts(calls)
-    assert counts[("POST", f"{API}/video/quote", 200)] >= 3, counts  # priced before the budget check
+    # one quote for the batch, then each mapped task prices its video against it (max_usd)
+    assert counts[("POST", f"{API}/video/quote", 200)] >= 4, counts
     assert counts[("POST", f"{API}/video/queue", 200)] == 3, counts
     assert sum(n for (_, path, _), n in counts.items() if path == f"{API}/video/queue") == 3
     assert counts[("POST", f"{API}/video/complete", 200)] == 3, counts

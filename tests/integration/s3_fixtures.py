@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -35,17 +36,23 @@ REQUESTS: dict[str, dict[str, Any]] = {
     T2V: {"model": T2V, "prompt": "a red fox in snow", "duration": "5s", "resolution": "720p"},
     VPS: {"model": VPS, "prompt": "a red fox in snow", "duration": "6s"},
 }
+# The result of a delivering task (VeniceVideoToS3Operator, VeniceGenerateVideoOperator).
 RESULT_KEYS = {
     "s3_uri",
     "bucket",
     "key",
     "size_bytes",
     "sha256",
+    "checksum_crc32",
     "content_type",
+    "manifest_uri",
     "model",
     "queue_id",
     "quote_usd",
 }
+# The extra of the asset event a delivery adds through the ``venice-videos`` alias.
+ASSET_EXTRA_KEYS = {"s3_uri", "size_bytes", "sha256", "manifest_uri", "model", "queue_id", "quote_usd"}
+RECORD_KEY = "venice_job"  # where the job record lives in the task state store
 MB = 1_000_000
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -74,6 +81,54 @@ class FakeStore:
         self.data.pop(key, None)
 
 
+class ProcessKilled(BaseException):
+    """The worker process died here (SIGKILL, OOM kill): nothing after this point runs, no clean-up.
+
+    A ``BaseException``, so the operators' ``except Exception`` clean-up does not run, as in a real kill.
+    """
+
+
+class FailingStore(FakeStore):
+    """A task state store that refuses the first ``times`` writes of the job record reaching ``stage``.
+
+    ``error`` is what the refused write raises (default: a ``ConnectionError``, as when the API server
+    is unreachable); :class:`ProcessKilled` stands for the worker dying at that write. ``refused``
+    lists the record values that were refused.
+    """
+
+    def __init__(self, stage: str, error: BaseException | None = None, times: int = 1) -> None:
+        super().__init__()
+        self.stage = stage
+        self.error = error if error is not None else ConnectionError("task state store unavailable")
+        self.times = times
+        self.refused: list[Any] = []
+
+    def set(self, key: str, value: Any) -> None:
+        if (
+            key == RECORD_KEY
+            and isinstance(value, dict)
+            and value.get("stage") == self.stage
+            and len(self.refused) < self.times
+        ):
+            self.refused.append(value)
+            raise self.error
+        super().set(key, value)
+
+
+class FakeTaskInstance:
+    """The part of ``context["ti"]`` the operators read: identity, try number, first reschedule."""
+
+    def __init__(self, task_id: str = "generate", map_index: int = -1, try_number: int = 1) -> None:
+        self.dag_id = "venice_unit"
+        self.run_id = "manual__2025-01-01T00:00:00+00:00"
+        self.task_id = task_id
+        self.map_index = map_index
+        self.try_number = try_number
+
+    def get_first_reschedule_date(self, context: Any) -> None:
+        return None  # the sensor's timeout then counts from now
+
+
 class OutletEventAccessor:
     """One entry of ``context["outlet_events"]``: ``.extra`` for assets, ``.add()`` for aliases."""
 
@@ -85,12 +140,15 @@ class OutletEventAccessor:
         self.added.append((asset, dict(extra or {})))
 
 
-def make_context(store: FakeStore | None = None) -> dict[str, Any]:
-    """A task context with a task state store and outlet events (no database)."""
-    return {
+def make_context(store: FakeStore | None = None, ti: FakeTaskInstance | None = None) -> dict[str, Any]:
+    """A task context with a task state store and outlet events (no database); ``ti`` when given."""
+    context: dict[str, Any] = {
         "task_state_store": store if store is not None else FakeStore(),
         "outlet_events": defaultdict(OutletEventAccessor),
     }
+    if ti is not None:
+        context["ti"] = ti
+    return context
 
 
 def alias_events(context: dict[str, Any]) -> list[tuple[Any, dict[str, Any]]]:
@@ -116,6 +174,20 @@ def venice_paths(calls: list[dict[str, Any]]) -> list[str]:
     return [
         f"{call['method']} {'/_media' if call['path'].startswith('/_media') else call['path']}"
         for call in calls
+    ]
+
+
+def video_downloads(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Calls that fetched a video to deliver it: a GET on a ``download_url``, or a ``/video/retrieve``
+    whose ``Accept`` header does not name JSON (a status poll names it; a download asks for the mp4).
+    """
+    from airflow_provider_venice.testing.api import names_json
+
+    return [
+        call
+        for call in calls
+        if (call["method"] == "GET" and call["path"].startswith("/_media"))
+        or (call["path"].endswith("/video/retrieve") and not names_json(call.get("accept") or ""))
     ]
 
 
@@ -174,6 +246,128 @@ def fail_upload_parts(s3_client: Any, from_part: int, code: str = "InternalError
 
     s3_client.meta.events.register("before-call.s3.UploadPart", answer)
     return refused
+
+
+def read_manifest(s3: Any, bucket: str, key: str) -> dict[str, Any]:
+    """The JSON manifest written beside the video at ``key`` (``<key>.json``)."""
+    manifest: dict[str, Any] = json.loads(object_bytes(s3, bucket, key + ".json"))
+    return manifest
+
+
+def another_writer_races(
+    s3_client: Any, other: Any, bucket: str, key: str, *, after: bool = False, body: bytes = b"theirs"
+) -> list[str]:
+    """Let another writer put ``body`` at ``key`` while this client writes its video there, once.
+
+    ``other`` is a second S3 client (another task, another DAG run). With ``after=False`` the other
+    object is written just before this client's ``PutObject``/``CompleteMultipartUpload`` of ``key`` is
+    sent (the other writer creates the key while the upload runs); with ``after=True`` just after it
+    committed (the other writer overwrites it before it is verified). Returns the operations raced.
+    """
+    raced: list[str] = []
+
+    def mark(params: dict[str, Any], context: dict[str, Any], model: Any, **_: Any) -> None:
+        if params.get("Bucket") == bucket and params.get("Key") == key and not raced:
+            context["race"] = True
+            if not after:
+                raced.append(model.name)
+                other.put_object(Bucket=bucket, Key=key, Body=body)
+
+    def overwrite(context: dict[str, Any], model: Any, **_: Any) -> None:
+        if context.get("race") and not raced:
+            raced.append(model.name)
+            other.put_object(Bucket=bucket, Key=key, Body=body)
+
+    for operation in ("PutObject", "CompleteMultipartUpload"):
+        s3_client.meta.events.register(f"before-parameter-build.s3.{operation}", mark)
+        if after:
+            s3_client.meta.events.register(f"after-call.s3.{operation}", overwrite)
+    return raced
+
+
+def kill_during_upload(s3_client: Any, at_part: int = 2) -> list[str]:
+    """Kill the try (raise :class:`ProcessKilled`) when this client sends part ``at_part`` of an upload.
+
+    The parts before it are uploaded, so the multipart upload exists on the server; a killed process
+    aborts nothing, so its ``AbortMultipartUpload`` is refused too and the upload is left behind, as a
+    SIGKILL leaves it. Returns the ids of the uploads left behind.
+    """
+    left: list[str] = []
+
+    def part(params: dict[str, Any], **_: Any) -> None:
+        if int(params["PartNumber"]) >= at_part:
+            if params["UploadId"] not in left:
+                left.append(params["UploadId"])
+            raise ProcessKilled(f"killed while sending part {params['PartNumber']}")
+
+    def abort(params: dict[str, Any], **_: Any) -> None:
+        raise ProcessKilled("a killed process sends nothing")
+
+    s3_client.meta.events.register("before-parameter-build.s3.UploadPart", part)
+    s3_client.meta.events.register("before-parameter-build.s3.AbortMultipartUpload", abort)
+    return left
+
+
+def kill_at_write(s3_client: Any, operation: str, key: str) -> list[str]:
+    """Kill the try (raise :class:`ProcessKilled`) when this client sends ``operation`` for ``key``."""
+    killed: list[str] = []
+
+    def kill(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Key") == key:
+            killed.append(key)
+            raise ProcessKilled(f"killed at {operation} of {key}")
+
+    s3_client.meta.events.register(f"before-parameter-build.s3.{operation}", kill)
+    return killed
+
+
+# --- MP4 bodies ----------------------------------------------------------------------------------
+
+
+def top_level_boxes(body: bytes) -> list[tuple[str, int, int]]:
+    """``(type, offset, size)`` of each top-level box of a whole MP4 file (32-bit sizes only)."""
+    boxes, offset = [], 0
+    while offset + 8 <= len(body):
+        size, kind = struct.unpack(">I4s", body[offset : offset + 8])
+        boxes.append((kind.decode("latin-1"), offset, size))
+        if size < 8:
+            break
+        offset += size
+    return boxes
+
+
+def rename_box(kind: str, new_kind: str) -> Callable[[bytes], bytes]:
+    """A body alteration for :class:`AlteredVideo`: the top-level ``kind`` box becomes ``new_kind``."""
+
+    def alter(body: bytes) -> bytes:
+        [offset] = [offset for name, offset, _ in top_level_boxes(body) if name == kind]
+        return body[: offset + 4] + new_kind.encode() + body[offset + 8 :]
+
+    return alter
+
+
+def resize_box(kind: str, delta: int) -> Callable[[bytes], bytes]:
+    """A body alteration for :class:`AlteredVideo`: the ``kind`` box declares ``delta`` more bytes."""
+
+    def alter(body: bytes) -> bytes:
+        [(offset, size)] = [(offset, size) for name, offset, size in top_level_boxes(body) if name == kind]
+        return body[:offset] + struct.pack(">I", size + delta) + body[offset + 4 :]
+
+    return alter
+
+
+def largesize_box(kind: str) -> Callable[[bytes], bytes]:
+    """A body alteration for :class:`AlteredVideo`: the ``kind`` box gives its size in 64 bits.
+
+    Still a valid MP4 (size field 1, then the 64-bit size, which counts the 8 extra header bytes).
+    """
+
+    def alter(body: bytes) -> bytes:
+        [(offset, size)] = [(offset, size) for name, offset, size in top_level_boxes(body) if name == kind]
+        header = struct.pack(">I4sQ", 1, kind.encode(), size + 8)
+        return body[:offset] + header + body[offset + 8 :]
+
+    return alter
 
 
 # --- Venice emulator in-process ------------------------------------------------------------------
@@ -250,18 +444,15 @@ def moto_s3(aws_env: None) -> Iterator[Any]:
         yield s3
 
 
-@pytest.fixture
-def venice(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., VeniceEmulator]]:
-    """Make the in-process emulator behind ``venice_default``: ``venice(job_seconds=0, ...)``.
-
-    ``transport`` wraps the emulator's sync transport (to alter its answers) when given.
-    """
+def _emulators(
+    monkeypatch: pytest.MonkeyPatch, defaults: dict[str, Any]
+) -> Iterator[Callable[..., VeniceEmulator]]:
     registered: list[str] = []
 
     def make(
         transport: Callable[[httpx.BaseTransport], httpx.BaseTransport] | None = None, **config: Any
     ) -> VeniceEmulator:
-        config.setdefault("job_seconds", 0)
+        config = {"job_seconds": 0, **defaults, **config}
         emulator = VeniceEmulator(**config)
         sync = emulator.sync_transport()
         register_transports(
@@ -278,18 +469,49 @@ def venice(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., VeniceEmul
     forget_catalogues()
 
 
+@pytest.fixture
+def venice(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., VeniceEmulator]]:
+    """Make the in-process emulator behind ``venice_default``: ``venice(job_seconds=0, ...)``.
+
+    ``transport`` wraps the emulator's sync transport (to alter its answers) when given.
+    """
+    yield from _emulators(monkeypatch, {})
+
+
+ACCEPT_MODES = {"mp4-on-accept": False, "json-on-accept": True}
+
+
+@pytest.fixture(params=list(ACCEPT_MODES.values()), ids=list(ACCEPT_MODES))
+def venice_each_accept_mode(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., VeniceEmulator]]:
+    """Like ``venice``, once per ``retrieve_json_on_accept`` setting of the emulator.
+
+    Independent clients disagree on whether Venice answers JSON ``COMPLETED`` to a ``/video/retrieve``
+    of a finished job whose ``Accept`` header names ``application/json``; delivery must work both ways.
+    Bind it under the name the tests use: ``venice = s3_fixtures.venice_each_accept_mode``.
+    """
+    yield from _emulators(monkeypatch, {"retrieve_json_on_accept": request.param})
+
+
 class AlteredVideo(httpx.BaseTransport):
-    """Passes requests to the emulator and rewrites the mp4 answers: body and/or Content-Length."""
+    """Passes requests to the emulator and rewrites the mp4 answers: body and/or Content-Length.
+
+    With ``chunked=True`` the answer carries no ``Content-Length`` at all: the body is sent in 64 KiB
+    chunks (``Transfer-Encoding: chunked``), so only the body itself can tell that it was cut short.
+    """
 
     def __init__(
         self,
         inner: httpx.BaseTransport,
         body: Callable[[bytes], bytes] = lambda body: body,
         content_length: Callable[[int], int] = lambda length: length,
+        chunked: bool = False,
     ) -> None:
         self._inner = inner
         self._body = body
         self._length = content_length
+        self._chunked = chunked
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self._inner.handle_request(request)
@@ -297,8 +519,35 @@ class AlteredVideo(httpx.BaseTransport):
             return response
         body = self._body(response.read())
         headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        if self._chunked:
+            pieces = iter([body[i : i + 65536] for i in range(0, len(body), 65536)])
+            return httpx.Response(response.status_code, headers=headers, content=pieces, request=request)
         headers["content-length"] = str(self._length(len(body)))
         return httpx.Response(response.status_code, headers=headers, content=body, request=request)
+
+
+class RewriteJson(httpx.BaseTransport):
+    """Passes requests to the emulator and rewrites the JSON answers of one endpoint.
+
+    ``rewrite`` takes the decoded body and returns the new one (bytes are sent as they are), e.g.
+    ``RewriteJson(inner, "/video/queue", lambda body: {"queue_id": body["queue_id"]})``.
+    """
+
+    def __init__(self, inner: httpx.BaseTransport, endpoint: str, rewrite: Callable[[Any], Any]) -> None:
+        self._inner = inner
+        self._endpoint = endpoint
+        self._rewrite = rewrite
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._inner.handle_request(request)
+        if not request.url.path.endswith(self._endpoint) or not response.is_success:
+            return response
+        if not response.headers.get("content-type", "").startswith("application/json"):
+            return response
+        answer = self._rewrite(json.loads(response.read()))
+        content = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        return httpx.Response(response.status_code, headers=headers, content=content, request=request)
 
 
 # --- processes -----------------------------------------------------------------------------------

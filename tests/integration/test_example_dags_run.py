@@ -2,7 +2,9 @@
 
 The emulator and the S3-compatible server (moto) run as separate processes on free loopback ports,
 and Airflow uses a temporary AIRFLOW_HOME. Each run is checked in S3 and in the emulator's call log:
-one ``/video/queue`` and one ``/video/complete`` per video, nothing paid for bad input.
+one ``/video/queue`` and one ``/video/complete`` per video, each video delivered with its manifest
+(``<key>.json``) matching the stored bytes, nothing paid for bad input. The text-to-video example runs
+against both answers a server may give to a retrieve whose Accept header names JSON.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import httpx
 import pytest
 
 from airflow_provider_venice.testing.processes import start_emulator_process, start_s3_server
+from tests.integration.delivery_checks import all_keys, assert_delivered, manifest_key, video_keys
 
 pytestmark = pytest.mark.integration
 
@@ -58,9 +61,9 @@ def stack(tmp_path_factory):
         yield {"env": env, "emulator": emulator.url.removesuffix("/api/v1"), "s3": client}
 
 
-def _run_dag(stack, dag_id: str) -> list[dict]:
+def _run_dag(stack, dag_id: str, **emulator_config) -> list[dict]:
     """Run one DAG with ``airflow dags test`` after resetting the emulator; return the calls it made."""
-    httpx.post(f"{stack['emulator']}/_emulator/reset", json={}).raise_for_status()
+    httpx.post(f"{stack['emulator']}/_emulator/reset", json=emulator_config).raise_for_status()
     result = subprocess.run(
         [AIRFLOW, "dags", "test", dag_id], env=stack["env"], capture_output=True, text=True, timeout=600
     )
@@ -76,46 +79,82 @@ def _counts(calls: list[dict]) -> Counter:
     )
 
 
-def _objects(stack, dag_id: str) -> list[dict]:
-    listing = stack["s3"].list_objects_v2(Bucket=BUCKET, Prefix=f"videos/{dag_id}/").get("Contents", [])
-    return [stack["s3"].head_object(Bucket=BUCKET, Key=item["Key"]) for item in listing]
+def _keys(stack, dag_id: str) -> set[str]:
+    return set(all_keys(stack["s3"], BUCKET, f"videos/{dag_id}/"))
+
+
+def _assert_delivered(stack, dag_id: str, calls: list[dict], videos: int, before: set[str]) -> list[str]:
+    """``videos`` new videos under ``videos/<dag_id>/``, each with its matching manifest and job completed."""
+    keys = [key for key in video_keys(stack["s3"], BUCKET, f"videos/{dag_id}/") if key not in before]
+    assert len(keys) == videos, keys
+    assert _keys(stack, dag_id) - before == {*keys, *(manifest_key(key) for key in keys)}
+    completed = {call["body"]["queue_id"] for call in calls if call["path"].endswith("/video/complete")}
+    delivered = set()
+    for key in keys:
+        queue_id = stack["s3"].head_object(Bucket=BUCKET, Key=key)["Metadata"]["venice-queue-id"]
+        assert_delivered(stack["s3"], BUCKET, key, queue_id)
+        delivered.add(queue_id)
+    assert delivered == completed
+    return keys
 
 
 @pytest.mark.parametrize(
     ("dag_id", "videos"),
     [
-        ("venice_text_to_video", 1),
         ("venice_image_to_video", 1),
         ("venice_video_upscale", 1),
         ("venice_batch_on_budget", 3),
     ],
 )
 def test_generating_examples_deliver_each_video_once(stack, dag_id, videos):
+    before = _keys(stack, dag_id)
     calls = _run_dag(stack, dag_id)
     counts = _counts(calls)
     assert counts[("POST", "/api/v1/video/queue", 200)] == videos
     assert counts[("POST", "/api/v1/video/complete", 200)] == videos
-    objects = _objects(stack, dag_id)
-    assert len(objects) == videos
-    for head in objects:
-        assert head["ContentType"] == "video/mp4"
-        assert len(head["Metadata"]["sha256"]) == 64
-        assert head["Metadata"]["venice-queue-id"]
+    keys = _assert_delivered(stack, dag_id, calls, videos, before)
     retrieves = [call for call in calls if call["path"].endswith("/video/retrieve")]
     assert all(call["body"].get("delete_media_on_completion") is False for call in retrieves)
+    if dag_id == "venice_batch_on_budget":
+        # one quote task for the batch, then each mapped task prices its video against that quote
+        assert counts[("POST", "/api/v1/video/quote", 200)] == 1 + videos
+        # each map index paid once for its own prompt and delivered to its own key
+        prompts = [call["body"]["prompt"] for call in calls if call["path"] == "/api/v1/video/queue"]
+        assert len(set(prompts)) == videos
+        assert sorted(key.rsplit("-", 1)[-1] for key in keys) == [f"{index}.mp4" for index in range(videos)]
+
+
+@pytest.mark.parametrize("json_on_accept", [False, True], ids=["mp4-always", "json-on-accept"])
+def test_text_to_video_is_delivered_whatever_a_json_accept_gets(stack, json_on_accept):
+    """Servers differ on a retrieve whose Accept names JSON (JSON COMPLETED, or the mp4); both deliver."""
+    dag_id = "venice_text_to_video"
+    before = _keys(stack, dag_id)
+    calls = _run_dag(stack, dag_id, retrieve_json_on_accept=json_on_accept)
+    counts = _counts(calls)
+    assert counts[("POST", "/api/v1/video/queue", 200)] == 1
+    assert counts[("POST", "/api/v1/video/complete", 200)] == 1
+    _assert_delivered(stack, dag_id, calls, 1, before)
+    retrieves = [call for call in calls if call["path"].endswith("/video/retrieve")]
+    assert all(call["status"] == 200 for call in retrieves)
+    download = retrieves[-1]  # the one that streamed the video into S3
+    assert "application/json" not in (download["accept"] or "").lower(), download
+    # the status checks did name JSON, so the server's switch had something to act on
+    assert any("application/json" in (call["accept"] or "") for call in retrieves[:-1]), retrieves
 
 
 def test_vps_example_fetches_download_url_then_releases_it(stack):
+    before = _keys(stack, "venice_vps_step_by_step")
     calls = _run_dag(stack, "venice_vps_step_by_step")
     media = [call for call in calls if "/_media/" in call["path"]]
     assert [call["method"] for call in media] == ["GET", "DELETE"]
     assert all(not call.get("authorization") for call in media), "the API key went to the download_url host"
     counts = _counts(calls)
     assert counts[("POST", "/api/v1/video/queue", 200)] == 1
-    assert (
-        counts[("POST", "/api/v1/video/complete", 400)] == 1
-    )  # Venice's answer for VPS jobs: counted as done
-    assert len(_objects(stack, "venice_vps_step_by_step")) == 1
+    # Venice's answer to /video/complete for VPS jobs: counted as done
+    assert counts[("POST", "/api/v1/video/complete", 400)] == 1
+    [key] = _assert_delivered(stack, "venice_vps_step_by_step", calls, 1, before)
+    queue_id = stack["s3"].head_object(Bucket=BUCKET, Key=key)["Metadata"]["venice-queue-id"]
+    assert media[0]["path"].endswith(f"/{queue_id}.mp4")  # the job handed on natively is the one queued
 
 
 def test_transcription_example(stack):

@@ -10,6 +10,7 @@ patched.
 from __future__ import annotations
 
 import json
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -94,16 +95,30 @@ def connection(base_url: str, *, max_retries: int = 4, timeout_s: float = 10.0, 
     )
 
 
+@dataclass(frozen=True)
+class Sent:
+    """A request as it went out: its URL and a copy of its headers at that moment (the client redacts
+    the Authorization header of its request objects afterwards, so that no error can carry the key)."""
+
+    method: str
+    url: httpx.URL
+    headers: dict[str, str]
+
+
 class WrappedTransport(httpx.BaseTransport):
-    """The emulator's transport with a hook: ``hook(request, send)`` may alter, replace or refuse."""
+    """The emulator's transport with a hook: ``hook(request, send)`` may alter, replace or refuse.
+
+    ``requests`` lists every request as it was sent.
+    """
 
     def __init__(self, inner: httpx.BaseTransport) -> None:
         self.inner = inner
         self.hooks: list[Callable[[httpx.Request, Callable[[httpx.Request], httpx.Response]], Any]] = []
-        self.requests: list[httpx.Request] = []
+        self.requests: list[Sent] = []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        self.requests.append(Sent(request.method, request.url, headers))
         for hook in list(self.hooks):
             answer = hook(request, self.inner.handle_request)
             if answer is not None:
@@ -174,30 +189,51 @@ class S3Faults:
     """boto3 event hooks on every session Airflow's S3 hook creates: a log of S3 operations, and faults.
 
     ``fail("UploadPart", times=1)`` makes the next UploadPart raise a ``ClientError``; ``on("UploadPart",
-    fn)`` runs ``fn`` before the next matching call.
+    fn)`` runs ``fn`` before the next matching call. ``key=`` limits either to calls on that key (the
+    video, or its manifest). ``calls`` logs ``(operation, key)``; ``operations`` the operations alone.
     """
 
-    operations: list[str] = field(default_factory=list)
-    pending: dict[str, list[Callable[[], None]]] = field(default_factory=lambda: defaultdict(list))
+    calls: list[tuple[str, str | None]] = field(default_factory=list)
+    pending: dict[tuple[str, str | None], list[Callable[[], None]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    _keys: threading.local = field(default_factory=threading.local)
 
-    def fail(self, operation: str, times: int = 1, code: str = "InternalError") -> None:
+    @property
+    def operations(self) -> list[str]:
+        return [operation for operation, _ in self.calls]
+
+    def fail(
+        self, operation: str, times: int = 1, code: str = "InternalError", key: str | None = None
+    ) -> None:
         from botocore.exceptions import ClientError
 
         def boom() -> None:
             raise ClientError({"Error": {"Code": code, "Message": f"injected {code}"}}, operation)
 
-        self.pending[operation].extend([boom] * times)
+        self.pending[(operation, key)].extend([boom] * times)
 
-    def on(self, operation: str, action: Callable[[], None]) -> None:
-        self.pending[operation].append(action)
+    def on(self, operation: str, action: Callable[[], None], key: str | None = None) -> None:
+        self.pending[(operation, key)].append(action)
+
+    def clear(self) -> None:
+        self.calls.clear()
+
+    def before_parameter_build(self, params: dict[str, Any], **_: Any) -> None:
+        self._keys.key = params.get("Key")  # the same thread sends the call right after
 
     def before_call(self, model: Any, **_: Any) -> None:
-        self.operations.append(model.name)
-        actions = self.pending.get(model.name)
-        if actions:
-            actions.pop(0)()
+        key = getattr(self._keys, "key", None)
+        self._keys.key = None
+        self.calls.append((model.name, key))
+        for wanted in ((model.name, key), (model.name, None)):
+            actions = self.pending.get(wanted)
+            if actions:
+                actions.pop(0)()
+                return
 
     def attach(self, session: boto3.session.Session) -> None:
+        session.events.register("before-parameter-build.s3.*", self.before_parameter_build)
         session.events.register("before-call.s3.*", self.before_call)
 
 
@@ -236,18 +272,31 @@ class S3:
     def head(self, key: str) -> dict[str, Any]:
         return dict(self.client.head_object(Bucket=BUCKET, Key=key))
 
-    def puts(self) -> int:
-        """Video uploads: PutObject calls plus completed multipart uploads (not the metadata copy)."""
-        count, kind = 0, ""
-        for operation in self.faults.operations:
-            if operation == "PutObject":
-                count += 1
-            elif operation in ("UploadPart", "UploadPartCopy"):
-                kind = operation
-            elif operation == "CompleteMultipartUpload":
-                count += kind == "UploadPart"
-                kind = ""
-        return count
+    def manifest(self, key: str) -> dict[str, Any] | None:
+        """The manifest beside the video at ``key``, or None when there is none."""
+        if manifest_key(key) not in self.objects():
+            return None
+        manifest: dict[str, Any] = json.loads(self.body(manifest_key(key)))
+        return manifest
+
+    def writes(self, key: str) -> int:
+        """Writes of the object at ``key``: PutObject calls plus completed multipart uploads."""
+        return sum(
+            1
+            for operation, written in self.faults.calls
+            if written == key and operation in ("PutObject", "CompleteMultipartUpload")
+        )
+
+    def delivered(self) -> dict[str, dict[str, Any]]:
+        """Each video that is delivered right now: its key, with its head and its manifest (which matches)."""
+        found = {}
+        for key in self.objects():
+            if key.endswith(MANIFEST_SUFFIX):
+                continue
+            head, manifest = self.head(key), self.manifest(key)
+            if manifest is not None and manifest_matches(manifest, head):
+                found[key] = {"head": head, "manifest": manifest}
+        return found
 
 
 @pytest.fixture
@@ -275,6 +324,20 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3]:
 
 # --- checks ----------------------------------------------------------------------------------------
 
+MANIFEST_SUFFIX = ".json"
+
+
+def manifest_key(key: str) -> str:
+    """The key of the manifest beside the video at ``key``."""
+    return key + MANIFEST_SUFFIX
+
+
+def manifest_matches(manifest: dict[str, Any], head: dict[str, Any]) -> bool:
+    """Whether ``manifest`` describes the stored object ``head`` describes (size and ETag)."""
+    return manifest.get("size_bytes") == head.get("ContentLength") and str(manifest.get("etag")).strip(
+        '"'
+    ) == str(head.get("ETag")).strip('"')
+
 
 def error_chain(exc: BaseException) -> list[BaseException]:
     """The exception and every ``__cause__`` / ``__context__`` behind it."""
@@ -295,59 +358,65 @@ def error_chain(exc: BaseException) -> list[BaseException]:
 @dataclass
 class Stack:
     """Venice and S3 together; every release call (``/video/complete``, ``DELETE download_url``) is
-    checked against S3 at the moment it is sent: the object must already be there, verified."""
+    checked against S3 at the moment it is sent: which videos were delivered (manifest written and
+    matching the object) then."""
 
     venice: Venice
     s3: S3
-    releases: list[tuple[str, str, list[dict[str, Any]]]] = field(default_factory=list)
+    releases: list[tuple[str, str, dict[str, dict[str, Any]]]] = field(default_factory=list)
 
     def watch_releases(self) -> None:
         def probe(request: httpx.Request, send: Any) -> None:
             path = request.url.path
             if path == COMPLETE or (request.method == "DELETE" and "/_media/" in path):
-                stamped = [{"key": key, **self.s3.head(key).get("Metadata", {})} for key in self.s3.objects()]
-                self.releases.append((request.method, path, stamped))
+                self.releases.append((request.method, path, self.s3.delivered()))
 
         self.venice.transport.hooks.append(probe)
 
-    def assert_released_after_verified_upload(self, queue_id: str, key: str) -> None:
-        """Every release of ``queue_id`` happened when ``key`` was in S3 with its sha256 stamped."""
-        mine = [r for r in self.releases if r[0] == "DELETE" or r[1] == COMPLETE]
-        assert mine, "the job was never released"
-        for _method, _path, stamped in mine:
-            matching = [o for o in stamped if o["key"] == key and o.get("venice-queue-id") == queue_id]
-            assert matching, stamped
-            assert len(matching[0].get("sha256", "")) == 64, stamped
+    def assert_released_after_delivery(self, queue_id: str, key: str) -> None:
+        """Every release of ``queue_id`` happened when ``key`` held its video with the manifest written."""
+        assert self.releases, "the job was never released"
+        for _method, _path, delivered in self.releases:
+            assert key in delivered, f"released while {key} had no matching manifest: {delivered}"
+            assert delivered[key]["manifest"]["queue_id"] == queue_id, delivered
+            assert delivered[key]["head"]["Metadata"]["venice-queue-id"] == queue_id, delivered
 
     def assert_not_released(self) -> None:
         assert self.releases == []
         assert self.venice.calls(COMPLETE) == []
 
     def assert_delivered_once(self, result: dict[str, Any], key: str) -> None:
-        """End state A: the video in S3 exactly once, verified, and the job completed; one charge."""
+        """End state Delivered: the video in S3 once, its bytes hash to the result's sha256 and the
+        manifest's, one charge, and the job released only once the manifest existed."""
         import hashlib
 
         venice, s3 = self.venice, self.s3
-        assert s3.objects() == [key]
-        assert s3.puts() == 1, s3.faults.operations
+        assert s3.objects() == [key, manifest_key(key)]
+        assert s3.writes(key) == 1, s3.faults.calls
         assert s3.uploads_in_progress() == []
         body = s3.body(key)
         assert body[4:8] == b"ftyp"
-        assert hashlib.sha256(body).hexdigest() == result["sha256"] == s3.head(key)["Metadata"]["sha256"]
-        assert len(body) == result["size_bytes"]
+        manifest = s3.manifest(key)
+        assert manifest is not None
+        assert hashlib.sha256(body).hexdigest() == result["sha256"] == manifest["sha256"]
+        assert len(body) == result["size_bytes"] == manifest["size_bytes"]
+        assert manifest_matches(manifest, s3.head(key)), (manifest, s3.head(key))
+        assert "sha256" not in s3.head(key)["Metadata"]
         jobs = venice.jobs()
         assert len(jobs) == 1, jobs
         assert len(venice.processed_queue_calls()) == 1
-        assert jobs[0]["queue_id"] == result["queue_id"]
+        assert jobs[0]["queue_id"] == result["queue_id"] == manifest["queue_id"]
         assert jobs[0]["media_deleted"] is True
-        self.assert_released_after_verified_upload(result["queue_id"], key)
+        self.assert_released_after_delivery(result["queue_id"], key)
         venice.assert_invariants()
 
     def assert_kept_for_later(self, error: BaseException, queue_id: str) -> None:
-        """End state B: a clear error naming the queue_id; the job still retrievable, nothing released."""
+        """End state Kept: a clear error naming the queue_id; the job still retrievable, nothing released,
+        nothing in S3 (no video, no manifest, no open multipart upload)."""
         assert queue_id in str(error), str(error)
         self.assert_not_released()
         assert self.s3.uploads_in_progress() == []
+        assert self.s3.objects() == [], self.s3.objects()
         job = self.venice.job(queue_id)
         assert job["media_deleted"] is False
         assert job["status"] in ("COMPLETED", "PROCESSING"), job

@@ -34,12 +34,13 @@ from reliability_support import (
     Stack,
     Venice,
     make_context,
+    manifest_key,
 )
 
 from airflow_provider_venice.client import QueueVideoRequest, RetryPolicy, VeniceClient
+from airflow_provider_venice.lifecycle.failures import VideoDeliveryError
 from airflow_provider_venice.operators.transcription import VeniceVideoTranscriptionOperator
 from airflow_provider_venice.operators.video import VeniceGenerateVideoOperator, VeniceVideoQueueOperator
-from airflow_provider_venice.transfers.venice_to_s3 import VideoDeliveryError
 
 KEY = "videos/reliability.mp4"
 UNKNOWN = "no answer arrived"
@@ -49,6 +50,7 @@ def generate(model: str = T2V, key: str = KEY, **fields: Any) -> VeniceGenerateV
     fields.setdefault("prompt", "a red fox running through fresh snow")
     fields.setdefault("duration", "5s" if model == T2V else "6s")
     fields.setdefault("window_interval_s", 0.2)
+    fields.setdefault("deferrable", False)  # waits on the worker here; the deferral cases say so
     return VeniceGenerateVideoOperator(
         task_id="generate", model=model, s3_bucket=BUCKET, s3_key=key, **fields
     )
@@ -273,6 +275,8 @@ def test_expired_download_url_fails_permanently_naming_the_job(stack: Stack) -> 
 
     stack.venice.transport.hooks.append(a_day_passes)
     error = fails(generate(VPS), FakeStore(), AirflowFailException)
+    assert "can no longer be fetched" in str(error)  # an honest error: the paid video is gone
+    assert "can be delivered again" not in str(error)
     assert "expire" in str(error)
     assert "403" in str(error)
     stack.assert_kept_for_later(error, the_job(stack.venice)["queue_id"])
@@ -297,7 +301,9 @@ def test_permanent_queue_error_mid_batch_fails_only_that_task(stack: Stack, stat
     error = results[1]
     assert isinstance(error, AirflowFailException), error  # permanent: no pointless task retries
     assert f"/video/queue answered {status}" in str(error)
-    assert sorted(stack.s3.objects()) == [keys[0], keys[2]]
+    assert sorted(stack.s3.objects()) == sorted(
+        [keys[0], manifest_key(keys[0]), keys[2], manifest_key(keys[2])]
+    )
     assert len(stack.venice.jobs()) == 2
     assert [c["status"] for c in stack.venice.queue_calls()] == [200, status, 200]
     for index in (0, 2):
@@ -328,22 +334,35 @@ def test_provider_refusal_after_queueing_is_a_clear_permanent_error(stack: Stack
 # --- S3 failures -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "operation", ["CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "CopyObject"]
-)
+S3_STEPS = [
+    pytest.param("CreateMultipartUpload", KEY, id="CreateMultipartUpload"),
+    pytest.param("UploadPart", KEY, id="UploadPart"),
+    pytest.param("CompleteMultipartUpload", KEY, id="CompleteMultipartUpload"),
+    pytest.param("HeadObject", KEY, id="HeadObject-read-back"),
+    pytest.param("PutObject", manifest_key(KEY), id="PutObject-manifest"),
+]
+
+
+@pytest.mark.parametrize(("operation", "key"), S3_STEPS)
 def test_s3_failure_leaves_no_object_no_release_and_the_retry_delivers_once(
-    stack: Stack, operation: str
+    stack: Stack, operation: str, key: str
 ) -> None:
-    stack.venice.emu.configure(video_bytes=20 * MIB)  # four 5 MiB parts; the metadata stamp is one copy
-    stack.s3.faults.fail(operation)
+    """Each S3 step of a delivery fails once: the video is not delivered (no manifest), nothing of it is
+    left, nothing is released, and the next try delivers the same job once."""
+    stack.venice.emu.configure(video_bytes=20 * MIB)  # three parts of 8 MiB; the manifest is one PUT
+    if operation == "HeadObject":  # the read-back after the upload (earlier HEADs ask "is the key free?")
+        stack.s3.faults.on(
+            "CompleteMultipartUpload", lambda: stack.s3.faults.fail("HeadObject", key=KEY), key=KEY
+        )
+    else:
+        stack.s3.faults.fail(operation, key=key)
     store = FakeStore()
     error = fails(generate(), store)
     assert not isinstance(error, AirflowFailException)  # transient: the task may retry
-    stack.assert_kept_for_later(error, the_job(stack.venice)["queue_id"])
-    assert stack.s3.objects() == []  # after a failed stamp too: the unverified object was removed
-    if operation != "CopyObject":
-        assert "AbortMultipartUpload" in stack.s3.faults.operations or operation == "CreateMultipartUpload"
-    stack.s3.faults.operations.clear()
+    stack.assert_kept_for_later(error, the_job(stack.venice)["queue_id"])  # incl. no object left
+    if operation in ("UploadPart", "CompleteMultipartUpload"):
+        assert "AbortMultipartUpload" in stack.s3.faults.operations
+    stack.s3.faults.clear()
     result = run(generate(), store)
     assert result["size_bytes"] >= 20 * MIB
     stack.assert_delivered_once(result, KEY)
@@ -366,12 +385,14 @@ def test_worker_killed_during_the_upload_aborts_it(stack: Stack) -> None:
 
 
 def test_worker_killed_after_queue_before_defer_resumes_without_paying_again(stack: Stack) -> None:
+    """The try paid and recorded the job, then its worker died before the deferral was stored."""
+    stack.venice.emu.configure(job_seconds=600)
     store = FakeStore()
-    first = generate(deferrable=True)
-    job = first.queue_once(make_context(store))  # ... and the worker dies here, before deferring
-    del first
-    result = run(generate(deferrable=True), store)  # the next try on another worker
-    assert result["queue_id"] == job["queue_id"]
+    deferred = _deferred(generate(deferrable=True), store)  # ... the deferral never reaches the database
+    assert store.data["venice_job"]["stage"] == "queued"
+    stack.venice.emu.advance(600)
+    result = run(generate(deferrable=True), store)  # the next try, from the start, on another worker
+    assert result["queue_id"] == deferred.trigger.job.queue_id
     stack.assert_delivered_once(result, KEY)
     assert len(stack.venice.queue_calls()) == 1
 
@@ -380,12 +401,12 @@ def test_worker_killed_after_delivery_before_complete_only_completes(stack: Stac
     stack.venice.emu.add_faults({"endpoint": "/video/complete", "status": 503, "retry_after": 0, "times": 9})
     store = FakeStore()
     error = fails(generate(), store)
-    assert "video safely in s3://" in str(error)
-    stack.s3.faults.operations.clear()
+    assert "the video is safely in s3://" in str(error)
+    stack.s3.faults.clear()
     stack.venice.emu.state.faults.clear()
     result = run(generate(), store)
-    assert "PutObject" not in stack.s3.faults.operations  # not uploaded again
-    assert stack.s3.objects() == [KEY]
+    assert stack.s3.faults.operations == ["HeadObject"], stack.s3.faults.calls  # checked, not uploaded again
+    assert stack.s3.objects() == [KEY, manifest_key(KEY)]
     assert len(stack.venice.queue_calls()) == 1
     assert the_job(stack.venice)["media_deleted"] is True
     assert result["queue_id"] == the_job(stack.venice)["queue_id"]
@@ -426,7 +447,7 @@ def test_triggerer_killed_while_deferred_resumes_without_queueing(stack: Stack) 
     asyncio.run(run_then_kill())
     stack.venice.emu.advance(600)  # meanwhile the job finishes
     revived = _rebuild(stored)  # another triggerer picks it up from the database
-    assert revived.queue_id == trigger.queue_id
+    assert revived.job == trigger.job
     assert revived.deadline == trigger.deadline
     revived.next_poll_at = time.time()
     event = asyncio.run(revived.run().__anext__())
@@ -442,7 +463,7 @@ def test_emulator_restarted_while_waiting_fails_naming_the_job(stack: Stack) -> 
     stack.venice.emu.configure(job_seconds=600)
     store = FakeStore()
     deferred = _deferred(generate(deferrable=True), store)
-    queue_id = deferred.trigger.queue_id
+    queue_id = deferred.trigger.job.queue_id
     stack.venice.emu.reset(job_seconds=600)  # every job is lost
     trigger = _rebuild(deferred.trigger.serialize())
     trigger.next_poll_at = time.time()
@@ -467,7 +488,7 @@ def test_emulator_restarted_while_polling_on_the_worker_fails_naming_the_job(sta
     op = generate()
     with pytest.raises(AirflowFailException) as info:
         op.execute(make_context(store))
-    queue_id = store.data["venice_job"]["queue_id"]
+    queue_id = store.data["venice_job"]["job"]["queue_id"]
     assert queue_id in str(info.value)
     assert stack.venice.queue_calls() == []  # since the restart
     stack.assert_not_released()

@@ -63,6 +63,7 @@ def generate(**fields: Any) -> VeniceGenerateVideoOperator:
         s3_bucket=BUCKET,
         s3_key=KEY,
         window_interval_s=0.2,
+        deferrable=False,
         **fields,
     )
 
@@ -129,7 +130,7 @@ def test_retrieve_body_cut_mid_stream_is_never_delivered_and_the_retry_is(wire: 
         generate().execute(make_context(store))
     assert not isinstance(info.value, AirflowFailException)  # transient: the task retries
     assert "cut short" in str(info.value)
-    queue_id = store.data["venice_job"]["queue_id"]
+    queue_id = store.data["venice_job"]["job"]["queue_id"]
     wire.assert_kept_for_later(info.value, queue_id)
     assert wire.s3.objects() == []
     wire.venice.transport.hooks.remove(cut_the_download)

@@ -1,6 +1,6 @@
 """Load: 200 mapped generate tasks through ``airflow dags test`` while ~10 % of queue and retrieve calls
-fail with 429/503 (the emulator's seeded probability faults): 200 objects in S3, exactly 200 queue calls
-that created a job, 200 completes, and no job paid twice.
+fail with 429/503 (the emulator's seeded probability faults): 200 videos in S3, each with its manifest,
+exactly 200 queue calls that created a job, 200 completes, and no job paid twice.
 
 The emulator and moto's S3 server run as separate processes on free loopback ports; Airflow uses a
 temporary AIRFLOW_HOME. Runtime on 2 cores: see docs/reliability.md.
@@ -96,11 +96,17 @@ def test_200_mapped_generations_under_rate_limits_pay_and_deliver_each_once(tmp_
         calls = httpx.get(f"{root}/_emulator/calls").json()["calls"]
         jobs = httpx.get(f"{root}/_emulator/jobs").json()["jobs"]
         paginator = s3.get_paginator("list_objects_v2")
-        keys = [
+        listed = [
             o["Key"]
             for page in paginator.paginate(Bucket=BUCKET, Prefix="load/")
             for o in page.get("Contents", [])
         ]
+        keys = [key for key in listed if not key.endswith(".json")]
+        manifests = {
+            key: json.loads(s3.get_object(Bucket=BUCKET, Key=f"{key}.json")["Body"].read())
+            for key in keys
+            if f"{key}.json" in listed
+        }
 
     by_status = Counter((call["path"], call["status"]) for call in calls)
     faulted = Counter(call["path"] for call in calls if call.get("fault"))
@@ -113,4 +119,12 @@ def test_200_mapped_generations_under_rate_limits_pay_and_deliver_each_once(tmp_
     assert by_status[("/api/v1/video/complete", 200)] == COUNT
     assert all(job["media_deleted"] for job in jobs)
     assert len(keys) == COUNT == len(set(keys))
+    assert len(listed) == 2 * COUNT  # each video and its manifest, nothing else
     assert {key.rsplit("/", 1)[1] for key in keys} == {f"{index}.mp4" for index in range(COUNT)}
+    assert len(manifests) == COUNT
+    completed = {call["body"]["queue_id"] for call in calls if call["path"] == "/api/v1/video/complete"}
+    assert (
+        {manifest["queue_id"] for manifest in manifests.values()}
+        == completed
+        == {j["queue_id"] for j in jobs}
+    )

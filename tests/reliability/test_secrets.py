@@ -58,6 +58,7 @@ def generate(model: str = T2V, **fields: Any) -> VeniceGenerateVideoOperator:
         s3_bucket=BUCKET,
         s3_key="videos/s.mp4",
         window_interval_s=0.2,
+        deferrable=False,
         **fields,
     )
 
@@ -141,6 +142,20 @@ def our_frame_locals(exc: BaseException) -> list[Any]:
     return values
 
 
+def carried_requests(error: BaseException) -> list[str]:
+    """The headers of the httpx requests an error carries (``error.request``, ``error.response.request``):
+    a traceback renderer that shows attributes would print them."""
+    found: list[str] = []
+    for holder in (error, getattr(error, "response", None)):
+        try:
+            request = getattr(holder, "request", None)  # httpx raises when an error has none
+        except RuntimeError:
+            request = None
+        if isinstance(request, httpx.Request):
+            found += [str(request.url), repr(list(request.headers.raw))]
+    return found
+
+
 def everything_said(exc: BaseException | None, result: Any, op: Any, caplog: Any, capsys: Any) -> str:
     """Every place the key could leak to: logs, output, XCom, rendered fields, errors and their chains."""
     parts = [caplog.text, json.dumps(result, default=repr)]
@@ -156,6 +171,7 @@ def everything_said(exc: BaseException | None, result: Any, op: Any, caplog: Any
         for link in error_chain(exc):
             parts += [str(link), repr(link), repr(link.args), repr(getattr(link, "__dict__", {}))]
             parts += [repr(value) for value in our_frame_locals(link)]
+            parts += carried_requests(link)
         parts += ["".join(traceback.format_exception(exc))]  # as Airflow logs it (no locals)
     return "\n".join(parts)
 
@@ -194,6 +210,18 @@ def test_the_key_appears_nowhere(stack: Stack, caplog: Any, capsys: Any, make: A
     assert all("authorization" not in c for c in media_calls)
 
 
+def test_an_httpx_error_in_the_chain_carries_no_key(stack: Stack) -> None:
+    """Defect 13: a connection reset after the paid call leaves httpx's error (with its request) in the
+    chain; that request's Authorization header no longer holds the key."""
+    stack.venice.emu.add_faults({"endpoint": "/video/queue", "action": "drop_after"})
+    with pytest.raises(AirflowException) as info:
+        generate().execute(make_context())
+    carried = [text for link in error_chain(info.value) for text in carried_requests(link)]
+    assert carried, "no httpx request in the chain: this test no longer covers what it should"
+    assert all(SECRET not in text for text in carried), carried
+    assert any("Bearer [redacted]" in text for text in carried), carried
+
+
 def test_a_redirect_from_the_api_is_not_followed_with_the_key(stack: Stack) -> None:
     """An API answer redirecting elsewhere is an error; the key is never replayed to another host."""
 
@@ -226,7 +254,7 @@ def test_a_download_url_redirect_carries_no_key(stack: Stack) -> None:
     cdn = [r for r in stack.venice.transport.requests if r.url.host == "cdn.venice.test"]
     assert cdn
     assert all("authorization" not in r.headers for r in cdn)
-    assert stack.s3.objects() == ["videos/s.mp4"]
+    assert stack.s3.objects() == ["videos/s.mp4", "videos/s.mp4.json"]
 
 
 # --- plain http and TLS -------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Integration DAG: the first try of ``queue`` pays for a job and then crashes; the retry must resume it.
 
 ``retries=1`` with no delay; the second try of ``queue`` must return the same queue_id without a
-second ``/video/queue``, and the rest of the DAG must finish that one job.
+second ``/video/queue``, and the rest of the DAG must finish that one job. The sensor takes single keys
+of the queue's result (``queue.output["queue_id"]``), the complete operator the whole job.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from airflow_provider_venice.operators.video import VeniceVideoCompleteOperator,
 from airflow_provider_venice.sensors.video import VeniceVideoSensor
 
 MODEL = os.environ.get("VENICE_IT_MODEL", "wan-2-7-text-to-video")
-JOB = "ti.xcom_pull(task_ids='queue')"
 
 
 class CrashAfterQueueOperator(VeniceVideoQueueOperator):
@@ -44,13 +44,10 @@ with DAG(
     )
     wait = VeniceVideoSensor(
         task_id="wait",
-        model=MODEL,
-        queue_id="{{ " + JOB + "['queue_id'] }}",
-        deferrable=True,
+        model=queue.output["model"],
+        queue_id=queue.output["queue_id"],
         timeout=120,
         window_interval_s=1.0,
     )
-    complete = VeniceVideoCompleteOperator(
-        task_id="complete", model=MODEL, queue_id="{{ " + JOB + "['queue_id'] }}"
-    )
-    queue >> wait >> complete
+    complete = VeniceVideoCompleteOperator(task_id="complete", job=queue.output)
+    wait >> complete

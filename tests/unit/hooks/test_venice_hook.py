@@ -38,16 +38,22 @@ def set_json_conn(monkeypatch: pytest.MonkeyPatch, conn_id: str = "venice_defaul
 
 
 class Recorder:
-    """A MockTransport handler answering from a fixed responder and recording requests."""
+    """A MockTransport handler answering from a fixed responder and recording requests.
+
+    The client redacts a request's Authorization header in place once it was sent, so the header is
+    captured here, as it went out (``authorizations``), not read back from ``requests`` afterwards.
+    """
 
     def __init__(self, status: int = 200, body: Any = CATALOGUE, headers: dict[str, str] | None = None):
         self.status = status
         self.body = body
         self.headers = headers or {}
         self.requests: list[httpx.Request] = []
+        self.authorizations: list[str | None] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
+        self.authorizations.append(request.headers.get("Authorization"))
         return httpx.Response(self.status, json=self.body, headers=self.headers)
 
 
@@ -163,8 +169,10 @@ def test_api_key_sent_as_bearer(monkeypatch: pytest.MonkeyPatch) -> None:
     recorder = Recorder()
     VeniceHook(transport=httpx.MockTransport(recorder)).get_conn().list_video_models()
     (request,) = recorder.requests
-    assert request.headers["Authorization"] == f"Bearer {KEY}"
+    assert recorder.authorizations == [f"Bearer {KEY}"]
     assert str(request.url) == f"{EMULATOR_URL}/models?type=video"
+    # once sent, the request object no longer holds the key (a traceback showing it cannot leak it)
+    assert KEY not in str(request.headers.get("Authorization"))
 
 
 # --- test_connection --------------------------------------------------------------------------
@@ -229,7 +237,8 @@ def test_aget_client_shares_one_client_per_loop(monkeypatch: pytest.MonkeyPatch)
     assert isinstance(first, AsyncVeniceClient)
     assert first.base_url == EMULATOR_URL
     assert count == 2
-    assert recorder.requests[0].headers["Authorization"] == f"Bearer {KEY}"
+    assert recorder.authorizations[0] == f"Bearer {KEY}"
+    assert KEY not in str(recorder.requests[0].headers.get("Authorization"))
 
     other_loop, _, _ = asyncio.run(main())
     assert other_loop is not first

@@ -61,11 +61,13 @@ CATALOGUE = {
                 "supports_elements": True,
                 "supports_scene_images": True,
             },
-            VPS: {
+            VPS: {  # its audio is always on: audio=True is accepted, audio=False refused
                 "model_type": "text-to-video",
                 "durations": ["6s"],
                 "resolutions": ["720p"],
                 "aspect_ratios": ["16:9"],
+                "audio": True,
+                "audio_configurable": False,
             },
             UPSCALE: {"model_type": "video", "durations": ["Auto"], "upscale_factors": [1, 2, 4]},
         }.items()
@@ -90,6 +92,7 @@ class FakeVenice:
 
     def __init__(self) -> None:
         self.requests: list[httpx.Request] = []
+        self.authorizations: list[str | None] = []  # as sent: the client redacts a request once sent
         self.scripts: dict[tuple[str, str], list[Any]] = {}
         self.queue_count = 0
 
@@ -108,6 +111,10 @@ class FakeVenice:
     def bodies(self, path: str) -> list[dict[str, Any]]:
         return [json.loads(r.content) for r in self.calls(path)]
 
+    def authorization(self, path: str) -> list[str | None]:
+        """The Authorization header of each call to ``path``, as it was sent."""
+        return [auth for r, auth in zip(self.requests, self.authorizations, strict=True) if _path(r) == path]
+
     def paths(self) -> list[str]:
         return [f"{r.method} {_path(r)}" for r in self.requests]
 
@@ -118,6 +125,7 @@ class FakeVenice:
     def handle(self, request: httpx.Request) -> httpx.Response:
         request.read()
         self.requests.append(request)
+        self.authorizations.append(request.headers.get("authorization"))
         key = (request.method, _path(request))
         script = self.scripts.get(key)
         if script:
@@ -159,16 +167,38 @@ def _path(request: httpx.Request) -> str:
     return request.url.path
 
 
-class FakeStore:
-    """``context["task_state_store"]``: get/set/delete over a dict, surviving across tries."""
+RECORD_KEY = "venice_job"  # the job record in the task state store
 
-    def __init__(self) -> None:
+
+class FakeStore:
+    """``context["task_state_store"]``: get/set/delete over a dict, surviving across tries.
+
+    ``fail_stage``: the first write of the job record reaching that stage raises ``error`` instead
+    (the API server unreachable, or the worker killed at that moment); later writes succeed.
+    """
+
+    def __init__(self, fail_stage: str | None = None, error: BaseException | None = None) -> None:
         self.data: dict[str, Any] = {}
+        self.fail_stage = fail_stage
+        self.error = error if error is not None else ConnectionError("task state store unavailable")
+        self.refused: list[Any] = []
+        self.on_set: Callable[[str, Any], None] | None = None
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)
 
     def set(self, key: str, value: Any) -> None:
+        if self.on_set is not None:
+            self.on_set(key, value)
+        if (
+            self.fail_stage is not None
+            and key == RECORD_KEY
+            and isinstance(value, dict)
+            and value.get("stage") == self.fail_stage
+            and not self.refused
+        ):
+            self.refused.append(value)
+            raise self.error
         self.data[key] = json.loads(json.dumps(value))  # what a real store keeps is JSON
 
     def delete(self, key: str) -> None:
@@ -211,6 +241,6 @@ def context(store: FakeStore) -> dict[str, Any]:
 
 
 @pytest.fixture
-def new_store() -> Callable[[], FakeStore]:
-    """Make the task state store of another task instance."""
+def new_store() -> Callable[..., FakeStore]:
+    """Make the task state store of another task instance (``fail_stage``, ``error``: see FakeStore)."""
     return FakeStore

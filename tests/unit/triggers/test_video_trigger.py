@@ -7,6 +7,7 @@ floor (1 s); assertions are about calls and events, never about how fast somethi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
 import time
@@ -16,12 +17,24 @@ from typing import Any
 import pytest
 
 from airflow_provider_venice.hooks.venice import register_transports, unregister_transports
+from airflow_provider_venice.job import VeniceJob
+from airflow_provider_venice.lifecycle.poll import Poller
 from airflow_provider_venice.testing import VeniceEmulator
 from airflow_provider_venice.triggers.video import VeniceVideoTrigger
 
 T2V = "wan-2-7-text-to-video"  # the emulator's estimate for it is 0.8 x the true length
 VPS = "grok-imagine-text-to-video-private"
 RETRIEVE = "/api/v1/video/retrieve"
+EVENT_KEYS = {
+    "status",
+    "message",
+    "model",
+    "queue_id",
+    "download_url",
+    "quote_usd",
+    "request_fingerprint",
+    "execution_duration_ms",
+}
 
 
 @pytest.fixture
@@ -56,6 +69,13 @@ def trigger(job: dict[str, Any], **kwargs: Any) -> VeniceVideoTrigger:
     )
 
 
+def never_paid_nor_released(emu: VeniceEmulator) -> None:
+    """A trigger only reads: no /video/queue, no /video/complete, no DELETE of a download_url."""
+    paths = [(call["method"], call["path"]) for call in emu.calls()]
+    assert ("POST", "/api/v1/video/complete") not in paths
+    assert all(method != "DELETE" for method, _ in paths)
+
+
 def retrieves(emu: VeniceEmulator) -> list[dict[str, Any]]:
     return [call for call in emu.calls() if call["path"] == RETRIEVE]
 
@@ -84,15 +104,29 @@ def run(
         await controller(task)
         return await asyncio.wait_for(task, timeout=30)
 
+    queued = [call for call in emu.calls() if call["path"] == "/api/v1/video/queue"]
     events = asyncio.run(main())
     before = len(emu.calls())
     assert len(events) == 1, events  # exactly one event
+    optional = {"retryable"} if events[0].payload.get("status") == "error" else set()
+    assert set(events[0].payload) - optional == EVENT_KEYS
+    assert [call for call in emu.calls() if call["path"] == "/api/v1/video/queue"] == queued
+    never_paid_nor_released(emu)
     bodies = [call["body"] for call in retrieves(emu) if call["body"] is not None]  # None: faulted
     assert bodies or not retrieves(emu)
     for body in bodies:
         assert body["delete_media_on_completion"] is False
     assert len(emu.calls()) == before
     return [event.payload for event in events]
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Wait (polling every 10 ms) until ``condition()`` holds; fail after ``timeout_s``."""
+    for _ in range(int(timeout_s * 100)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
 
 
 def only_retrieves_since(emu: VeniceEmulator, index: int) -> None:
@@ -108,13 +142,16 @@ def test_serialize_round_trip_is_plain_json() -> None:
         queue_id="q-1",
         deadline=1_900_000_000.5,
         download_url="https://venice.test/_media/t/q-1.mp4",
+        quote_usd=0.42,
+        request_fingerprint="0123456789abcdef",
         venice_conn_id="venice_other",
         next_poll_at=1_899_999_000.0,
         window_interval_s=3.0,
+        errors_in_row=2,
     )
     classpath, kwargs = original.serialize()
     assert classpath == "airflow_provider_venice.triggers.video.VeniceVideoTrigger"
-    assert json.loads(json.dumps(kwargs)) == kwargs
+    assert json.loads(json.dumps(kwargs, allow_nan=False)) == kwargs
     module, _, name = classpath.rpartition(".")
     rebuilt = getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
     assert rebuilt.serialize() == (classpath, kwargs)
@@ -123,10 +160,45 @@ def test_serialize_round_trip_is_plain_json() -> None:
         "queue_id": "q-1",
         "deadline": 1_900_000_000.5,
         "download_url": "https://venice.test/_media/t/q-1.mp4",
+        "quote_usd": 0.42,
+        "request_fingerprint": "0123456789abcdef",
         "venice_conn_id": "venice_other",
         "next_poll_at": 1_899_999_000.0,
         "window_interval_s": 3.0,
+        "errors_in_row": 2,
     }
+
+
+def test_watching_carries_the_pollers_job_deadline_and_error_count() -> None:
+    job = VeniceJob(T2V, "q-7", None, 0.35, "fp-1")
+    poller = Poller(job, deadline=1_900_000_000.0, window_interval_s=2.0, errors_in_row=3)
+    before = time.time()
+    trig = VeniceVideoTrigger.watching(poller, 12.0, "venice_other")
+    kwargs = trig.serialize()[1]
+    assert {key: kwargs[key] for key in ("model", "queue_id", "download_url", "quote_usd")} == {
+        "model": T2V,
+        "queue_id": "q-7",
+        "download_url": None,
+        "quote_usd": 0.35,
+    }
+    assert kwargs["request_fingerprint"] == "fp-1"
+    assert (kwargs["deadline"], kwargs["window_interval_s"], kwargs["errors_in_row"]) == (
+        1_900_000_000.0,
+        2.0,
+        3,
+    )
+    assert kwargs["venice_conn_id"] == "venice_other"
+    assert before + 12.0 <= kwargs["next_poll_at"] <= time.time() + 12.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("download_url", "None"), ("quote_usd", float("nan")), ("quote_usd", -1.0), ("queue_id", "")],
+)
+def test_a_trigger_refuses_what_is_not_a_job(field: str, value: Any) -> None:
+    arguments = {"model": T2V, "queue_id": "q-1", "deadline": time.time() + 60, field: value}
+    with pytest.raises(ValueError, match=field):
+        VeniceVideoTrigger(**arguments)
 
 
 def test_serialize_keeps_absolute_times_after_polling(emulator: VeniceEmulator) -> None:
@@ -154,11 +226,12 @@ def test_success_after_processing(emulator: VeniceEmulator, model: str) -> None:
     job = queue(emulator, model)
     start = len(emulator.calls())
     emulator.advance(9)  # near the end: the trigger polls at its short interval, not a long sleep
-    [event] = run(trigger(job), emulator, {1: lambda: emulator.advance(5)})
+    [event] = run(trigger(job, quote_usd=0.35), emulator, {1: lambda: emulator.advance(5)})
     assert event["status"] == "success"
     assert event["model"] == model
     assert event["queue_id"] == job["queue_id"]
     assert event["download_url"] == job.get("download_url")
+    assert event["quote_usd"] == 0.35
     assert event["execution_duration_ms"] >= 9000
     assert [call["status"] for call in retrieves(emulator)] == [200, 200]
     only_retrieves_since(emulator, start)
@@ -197,6 +270,8 @@ def test_unknown_connection_is_an_error_event(emulator: VeniceEmulator) -> None:
     [event] = run(trigger({"model": T2V, "queue_id": "q"}, venice_conn_id="venice_missing"), emulator)
     assert event["status"] == "error"
     assert "venice_missing" in event["message"]
+    assert event["queue_id"] in event["message"]
+    assert event["retryable"] is True  # a lookup may fail for a moment: the task's retries apply
     assert emulator.calls() == []
 
 
@@ -234,11 +309,64 @@ def test_capacity_error_honours_retry_after_then_succeeds(emulator: VeniceEmulat
     job = queue(emulator)
     emulator.advance(60)
     emulator.add_faults({"endpoint": "/video/retrieve", "status": 503, "retry_after": 1.5})
-    [event] = run(trigger(job), emulator)
+    trig = trigger(job)
+    [event] = run(trig, emulator)
     assert event["status"] == "success"
     calls = retrieves(emulator)
     assert [call["status"] for call in calls] == [503, 200]
     assert calls[1]["time"] - calls[0]["time"] >= 1.5 - 0.05
+    # the count of errors was part of its state while it waited (another triggerer would carry on)
+    assert trig.serialize()[1]["errors_in_row"] == 1
+
+
+def test_a_trigger_resumed_with_errors_backs_off_from_its_count(emulator: VeniceEmulator) -> None:
+    """A trigger moved to another triggerer after 2 errors backs off from there, not from zero."""
+    job = queue(emulator)
+    emulator.advance(60)
+    emulator.add_faults({"endpoint": "/video/retrieve", "status": 500})
+    fresh, resumed = trigger(job), trigger(job, errors_in_row=2)
+
+    async def after_one_error(trig: VeniceVideoTrigger) -> float:
+        task = asyncio.ensure_future(trig.run().__anext__())
+        await until(lambda: bool(retrieves(emulator)) and trig.next_poll_at != 0.0)
+        task.cancel()
+        return trig.next_poll_at - time.time()
+
+    first_delay = asyncio.run(after_one_error(fresh))
+    emulator.add_faults({"endpoint": "/video/retrieve", "status": 500})
+    resumed_delay = asyncio.run(after_one_error(resumed))
+    # error_base 2 s x 2^(errors before) x [0.75, 1.25]: 1.5-2.5 s from zero, 6-10 s after two
+    assert first_delay <= 2.5
+    assert resumed_delay >= 6 - 0.5
+
+
+def test_running_twice_is_harmless(emulator: VeniceEmulator) -> None:
+    """Two triggerers may run the same trigger for a while: the same event, the job untouched."""
+    job = queue(emulator)
+    emulator.advance(60)
+    [one] = run(trigger(job), emulator)
+    [two] = run(trigger(job), emulator)
+    assert one["status"] == two["status"] == "success"
+    assert emulator.jobs()[0]["media_deleted"] is False
+
+
+def test_a_cancelled_trigger_and_its_cleanup_do_nothing_to_the_job(emulator: VeniceEmulator) -> None:
+    """Cancelled on reassignment (another triggerer takes over): no complete, no delete."""
+    job = queue(emulator)
+    trig = trigger(job)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(trig.run().__anext__())
+        await until(lambda: bool(retrieves(emulator)))
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await trig.cleanup()
+
+    asyncio.run(main())
+    never_paid_nor_released(emulator)
+    assert {call["path"] for call in emulator.calls()} == {"/api/v1/video/queue", RETRIEVE}
+    assert emulator.jobs()[0]["media_deleted"] is False
 
 
 def test_rate_limit_and_server_errors_are_retried_then_succeed(emulator: VeniceEmulator) -> None:
