@@ -1,7 +1,8 @@
 """A batch of prompts with dynamic task mapping, stopped before any charge if it is over budget.
 
-Every prompt is priced first (free). The quotes are summed, and the batch only proceeds to the paid
-generation when the total fits ``BATCH_BUDGET_USD``. Each mapped generation is resumable on its own:
+One video of the batch is priced first (free; the price depends on the model, duration and
+resolution, not on the prompt). The batch only proceeds to the paid generation when the price of all
+its videos fits ``BATCH_BUDGET_USD``. Each mapped generation is resumable on its own:
 a retry of map index 3 never re-queues map index 3.
 """
 
@@ -31,25 +32,25 @@ with DAG(
     tags=["venice", "example"],
     default_args={"retries": 2},
 ):
-    quotes = VeniceVideoQuoteOperator.partial(task_id="quote", **REQUEST).expand(prompt=PROMPTS)
+    quote = VeniceVideoQuoteOperator(task_id="quote", **REQUEST)
 
     @task
-    def check_budget(quotes: list[dict[str, float]]) -> float:
-        """Fail the batch before any charge when the summed quotes exceed the budget."""
-        total = round(sum(q["quote_usd"] for q in quotes), 4)
+    def check_budget(quote_usd: float) -> float:
+        """Fail the batch before any charge when the whole batch would cost more than the budget."""
+        total = round(quote_usd * len(PROMPTS), 4)
         if total > BATCH_BUDGET_USD:
             raise AirflowFailException(
                 f"batch quote ${total} exceeds the budget ${BATCH_BUDGET_USD}; nothing queued"
             )
-        print(f"Batch of {len(quotes)} videos quoted at ${total} (budget ${BATCH_BUDGET_USD}).")
+        print(f"Batch of {len(PROMPTS)} videos quoted at ${total} (budget ${BATCH_BUDGET_USD}).")
         return total
 
     generate = VeniceGenerateVideoOperator.partial(
         task_id="generate",
         s3_bucket=VIDEO_BUCKET,
         s3_key=video_key(),
-        deferrable=True,
+        max_usd=quote.output["quote_usd"],  # each video must cost what was budgeted, not more
         **REQUEST,
     ).expand(prompt=PROMPTS)
 
-    check_budget(quotes.output) >> generate
+    check_budget(quote.output["quote_usd"]) >> generate

@@ -32,5 +32,4 @@ with DAG(
         max_usd=2.00,
         s3_bucket=VIDEO_BUCKET,
         s3_key=video_key(),
-        deferrable=True,
     )

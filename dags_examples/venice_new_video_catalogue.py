@@ -12,12 +12,10 @@ from typing import Any
 
 from airflow.sdk import DAG, AssetAlias, task
 
-from airflow_provider_venice.transfers.venice_to_s3 import DEFAULT_ASSET_ALIAS
-
 with DAG(
     dag_id="venice_new_video_catalogue",
     start_date=datetime(2026, 1, 1),
-    schedule=[AssetAlias(DEFAULT_ASSET_ALIAS)],
+    schedule=[AssetAlias("venice-videos")],
     catchup=False,
     tags=["venice", "example"],
 ):

@@ -35,5 +35,4 @@ with DAG(
         max_usd=1.00,
         s3_bucket=VIDEO_BUCKET,
         s3_key=video_key(),
-        deferrable=True,
     )

@@ -33,5 +33,4 @@ with DAG(
         duration="Auto",
         s3_bucket=VIDEO_BUCKET,
         s3_key=video_key(),
-        deferrable=True,
     )

@@ -2,7 +2,8 @@
 
 Private models answer ``/video/queue`` with a ``download_url`` valid for 24 hours; the finished video
 is fetched from there (never with the API key), then the link is deleted and the job completed. The
-separate tasks show each stage; ``VeniceGenerateVideoOperator`` does the same in one task.
+separate tasks show each stage, handing the job on as a native value (``job=queue.output``);
+``VeniceGenerateVideoOperator`` does the same in one task.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from airflow_provider_venice.sensors.video import VeniceVideoSensor
 from airflow_provider_venice.transfers.venice_to_s3 import VeniceVideoToS3Operator
 
 MODEL = "grok-imagine-text-to-video-private"
-JOB = "ti.xcom_pull(task_ids='queue')"
 
 with DAG(
     dag_id="venice_vps_step_by_step",
@@ -30,21 +30,12 @@ with DAG(
     request = {"model": MODEL, "prompt": "A gondola gliding under a stone bridge at dawn.", "duration": "6s"}
     quote = VeniceVideoQuoteOperator(task_id="quote", **request)
     queue = VeniceVideoQueueOperator(task_id="queue", max_usd=1.50, **request)
-    wait = VeniceVideoSensor(
-        task_id="wait",
-        model=MODEL,
-        queue_id="{{ " + JOB + "['queue_id'] }}",
-        download_url="{{ " + JOB + "['download_url'] }}",
-        deferrable=True,
-        timeout=3600,
-    )
+    # The job travels as a native value: the sensor waits in the triggerer, then hands the job on.
+    wait = VeniceVideoSensor(task_id="wait", job=queue.output, timeout=3600)
     deliver = VeniceVideoToS3Operator(
         task_id="deliver",
-        model=MODEL,
-        queue_id="{{ " + JOB + "['queue_id'] }}",
-        download_url="{{ " + JOB + "['download_url'] }}",
-        quote_usd="{{ " + JOB + "['quote_usd'] }}",
+        job=wait.output,
         s3_bucket=VIDEO_BUCKET,
         s3_key=video_key(),
     )
-    quote >> queue >> wait >> deliver
+    quote >> queue

@@ -11,6 +11,7 @@ With ``VENICE_API_KEY`` set it uses the real Venice API and your AWS settings in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -90,27 +91,35 @@ def _run(command: list[str], env: dict[str, str], *, quiet: bool) -> None:
 
 
 def _report(bucket: str, endpoint: str | None) -> None:
-    """Print where the newest video of the demo DAG landed and what the file itself says."""
+    """Print where the newest video of the demo DAG landed, what its manifest says, what the file says."""
     s3 = _s3(endpoint, dict(os.environ))
     listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"videos/{DAG_ID}/").get("Contents", [])
-    if not listing:
+    videos = [item for item in listing if item["Key"].endswith(".mp4")]
+    if not videos:
         raise SystemExit(f"no video found under s3://{bucket}/videos/{DAG_ID}/")
-    newest = max(listing, key=lambda item: item["LastModified"])
-    head = s3.head_object(Bucket=bucket, Key=newest["Key"])
-    meta = head.get("Metadata", {})
-    start = s3.get_object(Bucket=bucket, Key=newest["Key"], Range=f"bytes=0-{PROBE_BYTES - 1}")["Body"].read()
+    key = max(videos, key=lambda item: item["LastModified"])["Key"]
+    head = s3.head_object(Bucket=bucket, Key=key)
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"{key}.json")["Body"].read())
+    digest = hashlib.sha256()
+    for chunk in s3.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(1024 * 1024):
+        digest.update(chunk)
+    matches = (
+        "matches the bytes in S3" if digest.hexdigest() == manifest["sha256"] else "DOES NOT MATCH the bytes"
+    )
+    start = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{PROBE_BYTES - 1}")["Body"].read()
     try:
         info = probe_mp4(start)
         shape = f"{info.duration_s:.1f}s, {info.width}x{info.height} ({info.major_brand})"
     except ValueError:
         shape = "its moov box is past the first 4 MiB; not probed"
     print("\n=== The video ===")
-    print(f"  landed at   s3://{bucket}/{newest['Key']}")
+    print(f"  landed at   s3://{bucket}/{key}")
     print(f"  size        {head['ContentLength']:,} bytes ({head.get('ContentType')})")
-    print(f"  sha256      {meta.get('sha256')}")
+    print(f"  sha256      {manifest['sha256']} ({matches})")
+    print(f"  manifest    s3://{bucket}/{key}.json (written last: the delivery's commit point)")
     print(f"  the file    {shape}")
-    print(f"  Venice job  {meta.get('venice-queue-id')} on {meta.get('venice-model')}")
-    print(f"  paid        ${meta.get('venice-quote-usd', '?')} (the quote checked against max_usd)\n")
+    print(f"  Venice job  {manifest['queue_id']} on {manifest['model']}")
+    print(f"  paid        ${manifest['quote_usd']} (the quote checked against max_usd)\n")
 
 
 if __name__ == "__main__":

@@ -17,30 +17,21 @@ from airflow_provider_venice.sensors.video import VeniceVideoSensor
 from airflow_provider_venice.transfers.venice_to_s3 import VeniceVideoToS3Operator
 
 MODEL = "wan-2-7-text-to-video"
-JOB = "ti.xcom_pull(task_ids='queue')"
 REQUEST = {"model": MODEL, "prompt": "A lighthouse in a storm.", "duration": "5s", "resolution": "720p"}
 
 with DAG(dag_id="bench_venice_all_operators", start_date=datetime(2026, 1, 1), schedule=None, catchup=False):
     quote = VeniceVideoQuoteOperator(task_id="quote", **REQUEST)
     queue = VeniceVideoQueueOperator(task_id="queue", max_usd=2.0, **REQUEST)
-    wait = VeniceVideoSensor(
-        task_id="wait", model=MODEL, queue_id="{{ " + JOB + "['queue_id'] }}", deferrable=True
-    )
+    wait = VeniceVideoSensor(task_id="wait", job=queue.output)
     deliver = VeniceVideoToS3Operator(
-        task_id="deliver",
-        model=MODEL,
-        queue_id="{{ " + JOB + "['queue_id'] }}",
-        s3_bucket="videos",
-        s3_key="bench/{{ ds }}.mp4",
-        complete=False,
+        task_id="deliver", job=wait.output, s3_bucket="videos", s3_key="bench/{{ ds }}.mp4", complete=False
     )
-    complete = VeniceVideoCompleteOperator(
-        task_id="complete", model=MODEL, queue_id="{{ " + JOB + "['queue_id'] }}"
-    )
+    complete = VeniceVideoCompleteOperator(task_id="complete", job=queue.output)
     generate = VeniceGenerateVideoOperator(
         task_id="generate", s3_bucket="videos", s3_key="bench/{{ ds }}-one-task.mp4", **REQUEST
     )
     transcribe = VeniceVideoTranscriptionOperator(
         task_id="transcribe", url="https://www.youtube.com/watch?v=dQw4w9WgXcQ"
     )
-    quote >> queue >> wait >> deliver >> complete >> generate >> transcribe
+    quote >> queue
+    deliver >> complete >> generate >> transcribe
