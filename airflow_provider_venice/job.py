@@ -26,6 +26,7 @@ class Stage(enum.StrEnum):
     QUEUEING = "queueing"  # /video/queue was sent; Venice's answer is not recorded (maybe charged)
     QUEUED = "queued"  # Venice answered with a queue_id: the job exists and is paid for
     UPLOADING = "uploading"  # an S3 upload of the video was started
+    UPLOADED = "uploaded"  # every byte passed our checks; their size and sums are kept; S3 is committing
     DELIVERED = "delivered"  # the video is in S3 and passed every check (the manifest is written)
     COMPLETED = "completed"  # /video/complete released Venice's copy
 

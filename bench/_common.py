@@ -30,6 +30,12 @@ def hwm_bytes(pid: int | str = "self") -> int:
     return _status_kib(pid, "VmHWM") * 1024
 
 
+def cpu_seconds(pid: int | str = "self") -> float:
+    """CPU time (user + system) a process has used so far, its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _status_kib(pid: int | str, field: str) -> int:
     text = Path(f"/proc/{pid}/status").read_text()
     match = re.search(rf"^{field}:\s+(\d+) kB", text, re.MULTILINE)

@@ -29,7 +29,7 @@ BENCHMARKS = {
         [],
         ["--n", "100", "--naive-n", "100", "--burst-n", "100", "--window", "5", "--settle", "1"],
     ),
-    "transfer": ("transfer.py", [], ["--bytes", str(64 * 1024 * 1024), "--rounds", "1"]),
+    "transfer": ("transfer.py", [], ["--size", "64MiB", "--rounds", "1"]),
 }
 
 

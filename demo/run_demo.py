@@ -118,6 +118,19 @@ def _report(bucket: str, endpoint: str | None) -> None:
     print(f"  sha256      {manifest['sha256']} ({matches})")
     print(f"  manifest    s3://{bucket}/{key}.json (written last: the delivery's commit point)")
     print(f"  the file    {shape}")
+    probe = manifest.get("probe") or {}
+    if probe.get("made"):
+        audio = "with audio" if probe["has_audio"] else "no audio"
+        print(
+            f"  probe       {probe['duration_s']}s, {probe['width']}x{probe['height']} at "
+            f"{probe['frame_rate']} fps, {probe['video_codec']}, {audio} (ranged reads of the stored object)"
+        )
+    else:
+        print(f"  probe       not made: {probe.get('error')}")
+    poster = manifest.get("poster")
+    if poster:
+        size = f"{poster['width']}x{poster['height']}, {poster['size_bytes']:,} bytes"
+        print(f"  poster      {poster['s3_uri']} ({size})")
     print(f"  Venice job  {manifest['queue_id']} on {manifest['model']}")
     print(f"  paid        ${manifest['quote_usd']} (the quote checked against max_usd)\n")
 

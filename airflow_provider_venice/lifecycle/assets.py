@@ -10,7 +10,22 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
 DEFAULT_ASSET_ALIAS = "venice-videos"
-EXTRA_KEYS = ("s3_uri", "size_bytes", "sha256", "manifest_uri", "model", "queue_id", "quote_usd")
+EXTRA_KEYS = (
+    "s3_uri",
+    "size_bytes",
+    "sha256",
+    "manifest_uri",
+    "poster_uri",
+    "duration_s",
+    "width",
+    "height",
+    "frame_rate",
+    "video_codec",
+    "has_audio",
+    "model",
+    "queue_id",
+    "quote_usd",
+)
 
 
 def default_outlets() -> list[AssetAlias]:

@@ -4,14 +4,16 @@ Order of a delivery, each step recorded before the next can lose anything:
 
 1. A video this task instance already delivered (record) or that a manifest says is this job's is
    taken as it is: no second download.
-2. What an earlier, killed try left is cleared: its multipart upload is aborted, and an object it
-   wrote but never verified (it carries that try's upload token) is removed, by ETag, so nothing
-   another writer put there since is touched.
+2. What an earlier, killed try left is settled: an object it sealed (every byte checked, its size and
+   CRC32 recorded) that S3 holds whole is committed without a second download; otherwise its multipart
+   upload is aborted and an object it wrote is removed, by ETag, so nothing another writer put there
+   since is touched.
 3. The video streams from Venice into S3 once, checked on the way (byte count, MP4 boxes, SHA-256),
    with S3 checking the full-object CRC32; with ``replace=False`` the write is conditional.
 4. The stored object is compared with what was sent (size, ETag, checksum); on a mismatch only this
    try's own object is removed.
-5. The manifest is written, then the record says ``delivered``. Only then may the job be released.
+5. The video is probed and its poster written (optional; never fatal), then the manifest, then the
+   record says ``delivered``. Only then may the job be released.
 """
 
 from __future__ import annotations
@@ -31,14 +33,23 @@ from airflow_provider_venice.lifecycle.failures import (
     VideoDeliveryError,
     as_airflow_failure,
 )
+from airflow_provider_venice.lifecycle.probe import PROBE_FIELDS, probe_video
 from airflow_provider_venice.lifecycle.receive import VideoReceiver
 from airflow_provider_venice.lifecycle.record import RecordWriteError
+from airflow_provider_venice.lifecycle.s3object import (
+    ObjectReplacedError,
+    check_stored,
+    head,
+    object_exists,
+    remove_own,
+    same_etag,
+    settle_earlier_try,
+)
 from airflow_provider_venice.lifecycle.s3upload import (
     UPLOAD_TOKEN,
     StoredObject,
     UploadTarget,
-    abort_upload,
-    error_status,
+    crc32_b64,
     upload_video,
 )
 
@@ -51,13 +62,9 @@ if TYPE_CHECKING:
     from airflow_provider_venice.lifecycle.record import JobRecord
 
 
-class ObjectReplacedError(VideoDeliveryError):
-    """Another writer replaced the object right after this try wrote it (``replace=True``)."""
-
-
 @dataclass(frozen=True)
 class Delivery:
-    """A verified video in S3."""
+    """A verified video in S3, with what its probe found and where its poster is."""
 
     s3_uri: str
     bucket: str
@@ -69,13 +76,18 @@ class Delivery:
     etag: str
     version_id: str | None
     manifest_uri: str | None
+    probe: dict[str, Any] | None = None
+    poster_uri: str | None = None
 
     def result(self, job: VeniceJob) -> dict[str, Any]:
         """Return the XCom result of a delivering task: where the video is, what it is, its job and cost."""
         shown = ("s3_uri", "bucket", "key", "size_bytes", "sha256", "checksum_crc32", "content_type")
+        probe = self.probe if self.probe and self.probe.get("made") else {}
         return {
             **{name: getattr(self, name) for name in shown},
             "manifest_uri": self.manifest_uri,
+            "poster_uri": self.poster_uri,
+            **{name: probe.get(name) for name in PROBE_FIELDS},
             "model": job.model,
             "queue_id": job.queue_id,
             "quote_usd": job.quote_usd,
@@ -85,9 +97,10 @@ class Delivery:
     def from_record(cls, value: Any) -> Delivery | None:
         """Read a delivery back from the job record (None when it is not one)."""
         names = {field.name for field in fields(cls)}
-        if not isinstance(value, dict) or not names <= set(value):
+        if not isinstance(value, dict) or not {"s3_uri", "etag", "sha256"} <= set(value):
             return None
-        return cls(**{name: value[name] for name in names})
+        known: dict[str, Any] = {name: value.get(name) for name in names}
+        return cls(**known)
 
 
 def deliver_once(
@@ -104,51 +117,32 @@ def deliver_once(
 ) -> Delivery:
     """Put the video of finished ``job`` in ``destination`` exactly once; the job is not released here."""
     keep = f" (queue_id {job.queue_id}; the job was kept, not completed, and can be delivered again)"
+    started_at = time.time()
     try:
         if (done := _already_delivered(s3, job, destination, record, log)) is not None:
             return done
-        clear_earlier_try(s3, destination, record, log)
-        taken = not destination.replace and object_exists(s3, destination)
+        recovered = settle_earlier_try(s3, destination, record, log, adopt=True)
+        taken = recovered is None and not destination.replace and object_exists(s3, destination)
     except Exception as exc:
         raise _delivery_failure(exc, job, destination, keep) from exc
     if taken:
         raise AirflowFailException(
             f"{destination.uri} exists and replace=False; nothing was downloaded{keep}"
         )
-    started_at = time.time()
-    token = uuid.uuid4().hex
-    target = UploadTarget(destination.bucket, destination.key, _metadata(job, token), not destination.replace)
-
-    def started(upload_id: str | None) -> None:
-        record.advance(Stage.UPLOADING, upload={"token": token, "upload_id": upload_id})
-
     try:
-        with _open(client, job) as video:
-            receiver = VideoReceiver(video.content_length, abort)
-            stored = upload_video(s3, target, video.chunks, receiver, started)
+        if recovered is not None:
+            stored, sha256 = recovered, str(record.get("upload")["sha256"])
+        else:
+            stored, sha256 = _upload(client, s3, job, destination, record, abort)
     except Exception as exc:
         raise _delivery_failure(exc, job, destination, keep) from exc
     try:
-        delivery = _verify(s3, destination, stored, receiver.sha256, keep)
-        if destination.manifest_key:
-            timings = {
-                "queued_at": record.get("queued_at"),
-                "finished_at": started_at,
-                "delivered_at": time.time(),
-            }
-            body = manifests.build_manifest(
-                destination=destination,
-                job=job,
-                video=_manifest_facts(delivery),
-                request=request,
-                timings=timings,
-                task=task,
-            )
-            _step(lambda: manifests.write_manifest(s3, destination, body), "writing the manifest", keep)
+        check_stored(s3, destination, stored, keep)
+        delivery = _commit(s3, job, destination, stored, sha256, log, keep, request, task, record, started_at)
     except ObjectReplacedError:
         raise  # the object at the key is another writer's now: not ours to remove
     except Exception:
-        _remove_own(s3, destination, stored.etag, log)  # this try's unverified video: nothing half-done stays
+        remove_own(s3, destination.bucket, destination.key, stored.etag, log)  # nothing half-done stays
         raise
     try:
         record.advance(Stage.DELIVERED, delivery=asdict(delivery), upload=None)
@@ -158,112 +152,137 @@ def deliver_once(
     return delivery
 
 
+def _upload(
+    client: VeniceClient,
+    s3: Any,
+    job: VeniceJob,
+    destination: Destination,
+    record: JobRecord,
+    abort: threading.Event,
+) -> tuple[StoredObject, str]:
+    """Stream the video from Venice into S3 once, checked on the way; record each step of the upload."""
+    token = uuid.uuid4().hex
+    target = UploadTarget(
+        destination.bucket,
+        destination.key,
+        _metadata(job, token),
+        if_none_match=not destination.replace,
+        checksum=destination.checksum,
+    )
+    with _open(client, job) as video:
+        receiver = VideoReceiver(video.content_length, abort)
+
+        def started(upload_id: str) -> None:
+            record.advance(Stage.UPLOADING, upload={"token": token, "upload_id": upload_id})
+
+        def sealed(upload_id: str | None, size: int, crc32: int) -> None:
+            upload = {
+                "token": token,
+                "upload_id": upload_id,
+                "size": size,
+                "crc32": crc32,
+                "sha256": receiver.sha256,
+            }
+            record.advance(Stage.UPLOADED, upload=upload)
+
+        stored = upload_video(s3, target, video.chunks, receiver, started, sealed)
+    return stored, receiver.sha256
+
+
+def _commit(
+    s3: Any,
+    job: VeniceJob,
+    destination: Destination,
+    stored: StoredObject,
+    sha256: str,
+    log: Any,
+    keep: str,
+    request: dict[str, Any] | None,
+    task: dict[str, Any] | None,
+    record: JobRecord,
+    started_at: float,
+) -> Delivery:
+    """Probe the verified video, write its poster and then its manifest: the delivery's commit point."""
+    outcome = probe_video(s3, destination, stored.size, stored.etag, destination.poster)
+    probe: dict[str, Any] = {"made": True, **(outcome.probe or {})}
+    if outcome.error:
+        log.warning(
+            "No probe data for %s (the video is delivered all the same): %s", destination.uri, outcome.error
+        )
+        probe = {"made": False, "error": outcome.error}
+    poster = {name: value for name, value in (outcome.poster or {}).items() if name != "etag"} or None
+    delivery = Delivery(
+        destination.uri,
+        destination.bucket,
+        destination.key,
+        stored.size,
+        sha256,
+        crc32_b64(stored.crc32),
+        "video/mp4",
+        stored.etag,
+        stored.version_id,
+        destination.manifest_uri,
+        probe,
+        poster["s3_uri"] if poster else None,
+    )
+    if destination.manifest_key:
+        timings = {
+            "queued_at": record.get("queued_at"),
+            "finished_at": started_at,
+            "delivered_at": time.time(),
+        }
+        body = manifests.build_manifest(
+            destination=destination,
+            job=job,
+            video=_manifest_facts(delivery, destination.checksum, stored.whole_crc32),
+            request=request,
+            timings=timings,
+            task=task,
+            probe=probe,
+            poster=poster,
+        )
+        try:
+            manifests.write_manifest(s3, destination, body)
+        except Exception as exc:  # S3 errors of many kinds: the video is not committed yet
+            if outcome.poster and outcome.poster.get("etag"):
+                remove_own(s3, destination.bucket, outcome.poster["key"], outcome.poster["etag"], log)
+            raise VideoDeliveryError(f"S3 failed while writing the manifest: {exc}{keep}") from exc
+    return delivery
+
+
 def _already_delivered(
     s3: Any, job: VeniceJob, destination: Destination, record: JobRecord, log: Any
 ) -> Delivery | None:
     recorded = Delivery.from_record(record.get("delivery"))
     if recorded is not None and record.stage is Stage.COMPLETED:
         return recorded
-    head = _head(s3, destination)
+    found = head(s3, destination)
     if recorded is not None and record.stage is Stage.DELIVERED:
-        if head is not None and manifests.same_etag(head.get("ETag"), recorded.etag):
+        if found is not None and same_etag(found.get("ETag"), recorded.etag):
             log.info("%s already holds the verified video of %s.", recorded.s3_uri, job.queue_id)
             return recorded
         log.warning("%s no longer holds the video delivered earlier; delivering it again.", recorded.s3_uri)
-    manifest = manifests.read_manifest(s3, destination) if head is not None else None
-    if head is None or manifest is None or not manifests.matches(manifest, head, job.queue_id):
+    manifest = manifests.read_manifest(s3, destination) if found is not None else None
+    if found is None or manifest is None or not manifests.matches(manifest, found, job.queue_id):
         return None
+    poster = manifest.get("poster")
     adopted = Delivery(
         destination.uri,
         destination.bucket,
         destination.key,
-        int(head["ContentLength"]),
+        int(found["ContentLength"]),
         str(manifest.get("sha256")),
         str(manifest.get("checksum_crc32")),
-        str(head.get("ContentType") or "video/mp4"),
-        str(head["ETag"]),
-        head.get("VersionId"),
+        str(found.get("ContentType") or "video/mp4"),
+        str(found["ETag"]),
+        found.get("VersionId"),
         destination.manifest_uri,
+        manifest.get("probe") if isinstance(manifest.get("probe"), dict) else None,
+        poster.get("s3_uri") if isinstance(poster, dict) else None,
     )
     log.info("%s holds the verified video of %s (its manifest says so).", adopted.s3_uri, job.queue_id)
     record.advance(Stage.DELIVERED, delivery=asdict(adopted), upload=None)
     return adopted
-
-
-def clear_earlier_try(s3: Any, destination: Destination, record: JobRecord, log: Any) -> None:
-    """Clear what an earlier, killed try of this task left at the destination (recorded in ``upload``)."""
-    upload = record.get("upload")
-    if not isinstance(upload, dict):
-        return
-    if upload.get("upload_id"):
-        abort_upload(s3, destination.bucket, destination.key, str(upload["upload_id"]))
-        log.info("Aborted the multipart upload %s an earlier try left.", upload["upload_id"])
-    head = _head(s3, destination)
-    if head is not None and (head.get("Metadata") or {}).get(UPLOAD_TOKEN) == upload.get("token"):
-        _remove_own(s3, destination, str(head["ETag"]), log)
-        log.info("Removed the unverified object an earlier try of this task left at %s.", destination.uri)
-
-
-def _verify(s3: Any, destination: Destination, stored: StoredObject, sha256: str, keep: str) -> Delivery:
-    head = _step(lambda: _head(s3, destination, checksum=True), "reading the stored object back", keep)
-    problem = ""
-    if head is None:
-        problem = "is gone right after the upload"
-    elif not manifests.same_etag(head.get("ETag"), stored.etag):
-        raise ObjectReplacedError(
-            f"{destination.uri} was replaced by another writer right after the upload{keep}"
-        )
-    elif head.get("ContentLength") != stored.size:
-        problem = f"holds {head.get('ContentLength')} bytes, not the {stored.size} sent"
-    elif (
-        (crc := head.get("ChecksumCRC32"))
-        and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT"
-        and (crc != stored.checksum_crc32)
-    ):
-        problem = f"has CRC32 {crc} in S3, not the {stored.checksum_crc32} sent"
-    if problem:
-        raise VideoDeliveryError(f"{destination.uri} {problem}; removed this try's object{keep}")
-    assert head is not None
-    return Delivery(
-        destination.uri,
-        destination.bucket,
-        destination.key,
-        stored.size,
-        sha256,
-        stored.checksum_crc32,
-        str(head.get("ContentType") or "video/mp4"),
-        str(head["ETag"]),
-        head.get("VersionId") or stored.version_id,
-        destination.manifest_uri,
-    )
-
-
-def _remove_own(s3: Any, destination: Destination, etag: str, log: Any) -> None:
-    """Delete the object only if it is still the one with ``etag`` (this task's own write)."""
-    try:
-        s3.delete_object(Bucket=destination.bucket, Key=destination.key, IfMatch=etag)
-    except Exception as exc:  # 412: another writer's object is there now; leave it
-        log.warning(
-            "Did not remove %s (%s): it is gone, or another writer's object is there now.",
-            destination.uri,
-            exc,
-        )
-
-
-def object_exists(s3: Any, destination: Destination) -> bool:
-    """Whether an object is at the destination's key."""
-    return _head(s3, destination) is not None
-
-
-def _head(s3: Any, destination: Destination, checksum: bool = False) -> dict[str, Any] | None:
-    extra = {"ChecksumMode": "ENABLED"} if checksum else {}
-    try:
-        head: dict[str, Any] = s3.head_object(Bucket=destination.bucket, Key=destination.key, **extra)
-    except Exception as exc:  # botocore ClientError: 404 means no object
-        if error_status(exc) == 404:
-            return None
-        raise
-    return head
 
 
 def _open(client: VeniceClient, job: VeniceJob) -> Any:
@@ -281,23 +300,22 @@ def _metadata(job: VeniceJob, token: str) -> dict[str, str]:
     return metadata
 
 
-def _manifest_facts(delivery: Delivery) -> dict[str, Any]:
+def _manifest_facts(delivery: Delivery, checksum: str, whole: bool) -> dict[str, Any]:
+    """Return the video's facts for the manifest; ``s3_checksum`` says what S3 was asked to check."""
+    s3_checksum: dict[str, Any] | None = None
+    if whole:
+        s3_checksum = {"algorithm": "CRC32", "type": "FULL_OBJECT", "value": delivery.checksum_crc32}
+    elif checksum == "COMPOSITE":
+        s3_checksum = {"algorithm": "CRC32", "type": "COMPOSITE"}  # each part's CRC32, checked by S3
     return {
         "size_bytes": delivery.size_bytes,
         "sha256": delivery.sha256,
         "checksum_crc32": delivery.checksum_crc32,
-        "s3_checksum": {"algorithm": "CRC32", "type": "FULL_OBJECT", "value": delivery.checksum_crc32},
+        "s3_checksum": s3_checksum,
         "content_type": delivery.content_type,
         "etag": delivery.etag,
         "version_id": delivery.version_id,
     }
-
-
-def _step(action: Any, what: str, keep: str) -> Any:
-    try:
-        return action()
-    except Exception as exc:  # S3 errors of many kinds: the video is not committed yet
-        raise VideoDeliveryError(f"S3 failed while {what}: {exc}{keep}") from exc
 
 
 def _delivery_failure(

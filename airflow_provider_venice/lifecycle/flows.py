@@ -15,12 +15,13 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_venice.job import Stage, fingerprint
 from airflow_provider_venice.lifecycle.assets import announce
-from airflow_provider_venice.lifecycle.deliver import clear_earlier_try, deliver_once, object_exists
+from airflow_provider_venice.lifecycle.deliver import deliver_once
 from airflow_provider_venice.lifecycle.manifest import task_identity
 from airflow_provider_venice.lifecycle.poll import Poller, deadline_after, read_event
 from airflow_provider_venice.lifecycle.queue import budget, check_request, price, queue_paid, resume
 from airflow_provider_venice.lifecycle.record import JobRecord
 from airflow_provider_venice.lifecycle.release import release_delivered
+from airflow_provider_venice.lifecycle.s3object import object_exists, settle_earlier_try
 
 if TYPE_CHECKING:
     import threading
@@ -151,7 +152,7 @@ def _queue_once(record: JobRecord, order: Order, tools: Tools, destination: Dest
 def _clear_the_key(destination: Destination, record: JobRecord, tools: Tools) -> None:
     """Before paying: clear what an earlier try of this task left at the key; refuse a key already taken."""
     s3 = tools.s3()
-    clear_earlier_try(s3, destination, record, tools.log)
+    settle_earlier_try(s3, destination, record, tools.log, adopt=False)
     record.note(upload=None)
     if not destination.replace and object_exists(s3, destination):
         raise AirflowFailException(f"{destination.uri} exists and replace=False; nothing was queued or paid")

@@ -11,6 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_venice.lifecycle.s3object import same_etag
 from airflow_provider_venice.lifecycle.s3upload import error_status
 
 if TYPE_CHECKING:
@@ -30,8 +31,10 @@ def build_manifest(
     request: dict[str, Any] | None,
     timings: dict[str, float | None],
     task: dict[str, Any] | None,
+    probe: dict[str, Any],
+    poster: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """Assemble a manifest from the video's facts (size, digests, ETag), its job and its request."""
+    """Assemble a manifest from the video's facts (size, digests, ETag, probe), its job and its request."""
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": KIND,
@@ -46,8 +49,8 @@ def build_manifest(
         "request": summarise_request(request) if request is not None else None,
         "timings": {name: _iso(value) for name, value in timings.items()},
         "task": task,
-        "probe": None,
-        "poster": None,
+        "probe": probe,
+        "poster": poster,
     }
 
 
@@ -99,11 +102,6 @@ def matches(manifest: dict[str, Any], head: dict[str, Any], queue_id: str) -> bo
         and same_etag(manifest.get("etag"), head.get("ETag"))
         and manifest.get("size_bytes") == head.get("ContentLength")
     )
-
-
-def same_etag(one: Any, other: Any) -> bool:
-    """Whether two ETags name the same object version (S3 quotes them in some answers, not in others)."""
-    return bool(one) and str(one).strip('"') == str(other or "").strip('"')
 
 
 def _shorten(value: Any) -> Any:

@@ -27,6 +27,8 @@ BLOCK_SIZE = 256 * 1024
 BLOCKS_KEPT = 8
 MAX_FRAMES_TO_KEYFRAME = 300
 POSTER_FORMATS = {"jpeg": ("mjpeg", "yuvj420p", "image/jpeg"), "webp": ("libwebp", "yuv420p", "image/webp")}
+POSTER_SUFFIXES = {"jpeg": "jpg", "webp": "webp"}
+PROBE_FIELDS = ("duration_s", "width", "height", "frame_rate", "video_codec", "has_audio")
 
 
 @dataclass(frozen=True)
@@ -131,23 +133,11 @@ def probe_video(
     outcome = ProbeOutcome()
     try:
         with av.open(reader, mode="r") as container:
-            outcome.probe = _facts(container)
+            facts = _facts(container)
+            frame = _first_keyframe(container)  # a video whose frames cannot be decoded is not probed
             if poster is not None:
-                image, width, height = _poster_image(av, container, poster)
-                s3.put_object(
-                    Bucket=destination.bucket,
-                    Key=poster.key,
-                    Body=image,
-                    ContentType=POSTER_FORMATS[poster.image_format][2],
-                )
-                outcome.poster = {
-                    "s3_uri": f"s3://{destination.bucket}/{poster.key}",
-                    "key": poster.key,
-                    "width": width,
-                    "height": height,
-                    "content_type": POSTER_FORMATS[poster.image_format][2],
-                    "size_bytes": len(image),
-                }
+                outcome.poster = _write_poster(av, s3, destination.bucket, frame, poster)
+            outcome.probe = facts
     except Exception as exc:  # FFmpeg and S3 errors of every kind: the video is never lost over a thumbnail
         outcome.error = f"{type(exc).__name__}: {exc}"
     outcome.requests, outcome.bytes_read = reader.requests, reader.bytes_read
@@ -172,19 +162,23 @@ def _facts(container: Any) -> dict[str, Any]:
     }
 
 
-def _poster_image(av: Any, container: Any, spec: PosterSpec) -> tuple[bytes, int, int]:
+def _first_keyframe(container: Any) -> Any:
     if not container.streams.video:
-        raise ValueError("no video stream to take a poster frame from")
+        raise ValueError("no video stream")
     frame = None
     for count, decoded in enumerate(container.decode(video=0)):
         frame = decoded
         if decoded.key_frame or count >= MAX_FRAMES_TO_KEYFRAME:
             break
     if frame is None:
-        raise ValueError("the video has no frame to decode")
+        raise ValueError("no frame could be decoded")
+    return frame
+
+
+def _write_poster(av: Any, s3: Any, bucket: str, frame: Any, spec: PosterSpec) -> dict[str, Any]:
     scale = min(1.0, spec.max_side / max(frame.width, frame.height))
     width, height = max(2, round(frame.width * scale) // 2 * 2), max(2, round(frame.height * scale) // 2 * 2)
-    codec, pixel_format, _ = POSTER_FORMATS[spec.image_format]
+    codec, pixel_format, content_type = POSTER_FORMATS[spec.image_format]
     out = io.BytesIO()
     with av.open(out, mode="w", format="image2pipe") as image:
         stream = image.add_stream(codec)
@@ -192,4 +186,14 @@ def _poster_image(av: Any, container: Any, spec: PosterSpec) -> tuple[bytes, int
         picture = frame.reformat(width=width, height=height, format=pixel_format)
         for packet in [*stream.encode(picture), *stream.encode(None)]:
             image.mux(packet)
-    return out.getvalue(), width, height
+    body = out.getvalue()
+    answer = s3.put_object(Bucket=bucket, Key=spec.key, Body=body, ContentType=content_type)
+    return {
+        "s3_uri": f"s3://{bucket}/{spec.key}",
+        "key": spec.key,
+        "width": width,
+        "height": height,
+        "content_type": content_type,
+        "size_bytes": len(body),
+        "etag": answer.get("ETag"),
+    }

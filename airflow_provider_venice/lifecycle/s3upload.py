@@ -13,7 +13,9 @@ with :class:`DestinationTakenError` if another writer created the object first.
 from __future__ import annotations
 
 import base64
+import io
 import logging
+import mmap
 import threading
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,21 +33,39 @@ MIB = 1024 * 1024
 MIN_PART_SIZE = 8 * MIB  # S3's floor is 5 MiB
 MAX_PART_SIZE = 5 * 1024 * MIB
 MAX_PARTS = 10_000
-PARTS_IN_FLIGHT = 4
+PARTS_IN_FLIGHT = 3
 GROWTH_EVERY = 1000  # parts; without a Content-Length the part size doubles this often
+Part = mmap.mmap | io.BytesIO  # a part's bytes, sent as the request body as they are
 UPLOAD_TOKEN = "venice-upload-token"  # noqa: S105 (a metadata name: which try wrote the object)
 log = logging.getLogger(__name__)
 
 
+CHECKSUM_MODES = ("FULL_OBJECT", "COMPOSITE", "NONE")
+
+
 @dataclass(frozen=True)
 class UploadTarget:
-    """Where and how to write: the object, its metadata, and whether it must not exist yet."""
+    """Where and how to write: the object, its metadata, whether it must not exist yet, which checksums.
+
+    ``checksum``: ``FULL_OBJECT`` (each part's CRC32 and the whole object's, checked by S3), ``COMPOSITE``
+    (each part's CRC32 only, for stores that refuse full-object checksums), or ``NONE`` (no checksum
+    headers, for stores that refuse them; our own checks still run).
+    """
 
     bucket: str
     key: str
     metadata: dict[str, str]
     if_none_match: bool
     content_type: str = "video/mp4"
+    checksum: str = "FULL_OBJECT"
+
+    def __post_init__(self) -> None:
+        if self.checksum not in CHECKSUM_MODES:
+            raise ValueError(f"s3_checksum: {self.checksum!r}; allowed: {', '.join(CHECKSUM_MODES)}")
+
+    def part_checksum(self, crc: int) -> dict[str, str]:
+        """Return the checksum arguments of one part (or of a single PUT)."""
+        return {} if self.checksum == "NONE" else {"ChecksumCRC32": crc32_b64(crc)}
 
 
 @dataclass(frozen=True)
@@ -57,6 +77,7 @@ class StoredObject:
     size: int
     crc32: int
     parts: int
+    whole_crc32: bool = True  # whether S3 was given (and reports) the CRC32 of the whole object
 
     @property
     def checksum_crc32(self) -> str:
@@ -80,32 +101,43 @@ def upload_video(
     target: UploadTarget,
     chunks: Iterator[bytes],
     receiver: VideoReceiver,
-    started: Callable[[str | None], None],
+    started: Callable[[str], None],
+    sealed: Callable[[str | None, int, int], None],
 ) -> StoredObject:
     """Write the stream to ``target``; ``receiver`` checks every byte and the whole before S3 commits it.
 
-    ``started`` is called with the multipart upload id (None for a single PUT) before any byte is
-    written; if it raises, nothing is left behind. A failure aborts the multipart upload.
+    ``started(upload_id)`` is called once a multipart upload exists, before any part is sent;
+    ``sealed(upload_id, size, crc32)`` once every byte passed the checks, just before S3 is asked to
+    commit the object (``upload_id`` None for a single PUT). If either raises, nothing is committed and
+    the multipart upload is aborted.
     """
     source = _PartSource(chunks, receiver)
     first, last = source.next_part(part_size(1, receiver.expected_length))
     if last:
-        receiver.finish()
-        started(None)
-        return _put(s3, target, first)
+        try:
+            receiver.finish()
+            crc, size = crc32_of(first)
+            sealed(None, size, crc)
+            return _put(s3, target, first, crc, size)
+        finally:
+            first.close()
+    checksums = {"ChecksumAlgorithm": "CRC32"} if target.checksum != "NONE" else {}
+    if target.checksum == "FULL_OBJECT":
+        checksums["ChecksumType"] = "FULL_OBJECT"
     upload_id = s3.create_multipart_upload(
         Bucket=target.bucket,
         Key=target.key,
         ContentType=target.content_type,
         Metadata=target.metadata,
-        ChecksumAlgorithm="CRC32",
-        ChecksumType="FULL_OBJECT",
+        **checksums,
     )["UploadId"]
     try:
         started(upload_id)
         parts = _send_parts(s3, target, upload_id, first, source)
         receiver.finish()
-        return _complete(s3, target, upload_id, parts, receiver.size)
+        crc = _combined_crc(parts)
+        sealed(upload_id, receiver.size, crc)
+        return _complete(s3, target, upload_id, parts, receiver.size, crc)
     except BaseException:
         abort_upload(s3, target.bucket, target.key, upload_id)
         raise
@@ -133,23 +165,42 @@ class _PartSource:
     def __init__(self, chunks: Iterator[bytes], receiver: VideoReceiver) -> None:
         self._chunks = chunks
         self._receiver = receiver
-        self._carry = b""
+        self._carry: bytes | memoryview = b""
         self._ended = False
         self.length = receiver.expected_length
 
-    def next_part(self, size: int) -> tuple[bytes, bool]:
-        """Return the next ``size`` bytes (fewer at the end) and whether they end the stream."""
-        pieces, total = ([self._carry], len(self._carry)) if self._carry else ([], 0)
+    def next_part(self, size: int) -> tuple[Part, bool]:
+        """Return the next ``size`` bytes (fewer at the end) and whether they end the stream.
+
+        Chunks are written straight into the part's own anonymous memory map, which is sent as the
+        request body as it is and unmapped once sent: a part is never copied whole, and the memory of a
+        sent part goes back to the system at once (heap buffers of this size would stay with the process).
+        """
+        part = mmap.mmap(-1, size)
+        piece: bytes | memoryview | None = self._carry or self._next_chunk()
         self._carry = b""
-        while total < size and (chunk := self._next_chunk()) is not None:
-            pieces.append(chunk)
-            total += len(chunk)
-        if total > size:
-            overshoot = total - size
-            pieces[-1], self._carry = pieces[-1][:-overshoot], pieces[-1][-overshoot:]
+        while piece is not None:
+            room = size - part.tell()
+            if len(piece) > room:
+                view = memoryview(piece)
+                part.write(view[:room])
+                self._carry = view[room:]
+                break
+            part.write(piece)
+            if part.tell() >= size:
+                break
+            piece = self._next_chunk()
         if not self._carry:
             self._carry = self._next_chunk() or b""  # look ahead: is this the last part?
-        return b"".join(pieces), self._ended and not self._carry
+        last = self._ended and not self._carry
+        written = part.tell()
+        if not written:
+            part.close()
+            return io.BytesIO(), last
+        if written < size:
+            part.resize(written)
+        part.seek(0)
+        return part, last
 
     def _next_chunk(self) -> bytes | None:
         for chunk in self._chunks:
@@ -160,9 +211,7 @@ class _PartSource:
         return None
 
 
-def _send_parts(
-    s3: Any, target: UploadTarget, upload_id: str, first: bytes, source: _PartSource
-) -> list[Any]:
+def _send_parts(s3: Any, target: UploadTarget, upload_id: str, first: Part, source: _PartSource) -> list[Any]:
     slots = threading.Semaphore(PARTS_IN_FLIGHT)
     futures: list[Future[dict[str, Any]]] = []
     with ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="venice-s3-part") as pool:
@@ -175,7 +224,6 @@ def _send_parts(
             number += 1
             if number > MAX_PARTS:
                 raise VideoDeliveryError(f"the video needs more than S3's {MAX_PARTS} parts")
-            data = b""  # let the part just handed over go as soon as it is sent
             data, last = source.next_part(part_size(number, source.length))
         return [future.result() for future in futures]
 
@@ -193,32 +241,48 @@ def _raise_first_failure(futures: list[Future[dict[str, Any]]]) -> None:
 
 
 def _send_part(
-    s3: Any, target: UploadTarget, upload_id: str, number: int, data: bytes, slots: threading.Semaphore
+    s3: Any, target: UploadTarget, upload_id: str, number: int, data: Part, slots: threading.Semaphore
 ) -> dict[str, Any]:
     try:
-        crc = zlib.crc32(data)
+        crc, size = crc32_of(data)
         answer = s3.upload_part(
             Bucket=target.bucket,
             Key=target.key,
             UploadId=upload_id,
             PartNumber=number,
             Body=data,
-            ChecksumCRC32=crc32_b64(crc),
+            **target.part_checksum(crc),
         )
-        return {"PartNumber": number, "ETag": answer["ETag"], "crc": crc, "size": len(data)}
+        return {"PartNumber": number, "ETag": answer["ETag"], "crc": crc, "size": size}
     finally:
+        data.close()
         slots.release()
 
 
-def _complete(s3: Any, target: UploadTarget, upload_id: str, parts: list[Any], size: int) -> StoredObject:
-    crc = parts[0]["crc"]
+def crc32_of(data: Part) -> tuple[int, int]:
+    """Return the CRC32 and the size of a part, read in place."""
+    if isinstance(data, io.BytesIO):
+        with data.getbuffer() as view:
+            return zlib.crc32(view), view.nbytes
+    return zlib.crc32(data), len(data)
+
+
+def _combined_crc(parts: list[Any]) -> int:
+    crc = int(parts[0]["crc"])
     for part in parts[1:]:
         crc = crc32_combine(crc, part["crc"], part["size"])
+    return crc
+
+
+def _complete(
+    s3: Any, target: UploadTarget, upload_id: str, parts: list[Any], size: int, crc: int
+) -> StoredObject:
     listed = [
-        {"PartNumber": p["PartNumber"], "ETag": p["ETag"], "ChecksumCRC32": crc32_b64(p["crc"])}
-        for p in parts
+        {"PartNumber": p["PartNumber"], "ETag": p["ETag"], **target.part_checksum(p["crc"])} for p in parts
     ]
-    conditions = {"IfNoneMatch": "*"} if target.if_none_match else {}
+    extra: dict[str, Any] = {"IfNoneMatch": "*"} if target.if_none_match else {}
+    if target.checksum == "FULL_OBJECT":
+        extra.update(ChecksumCRC32=crc32_b64(crc), ChecksumType="FULL_OBJECT")
     answer = _conditional(
         s3,
         target,
@@ -227,18 +291,18 @@ def _complete(s3: Any, target: UploadTarget, upload_id: str, parts: list[Any], s
             Key=target.key,
             UploadId=upload_id,
             MultipartUpload={"Parts": listed},
-            ChecksumCRC32=crc32_b64(crc),
-            ChecksumType="FULL_OBJECT",
             MpuObjectSize=size,
-            **conditions,
+            **extra,
         ),
     )
-    return StoredObject(answer["ETag"], answer.get("VersionId"), size, crc, len(parts))
+    whole = target.checksum == "FULL_OBJECT"
+    return StoredObject(answer["ETag"], answer.get("VersionId"), size, crc, len(parts), whole)
 
 
-def _put(s3: Any, target: UploadTarget, data: bytes) -> StoredObject:
-    crc = zlib.crc32(data)
-    conditions = {"IfNoneMatch": "*"} if target.if_none_match else {}
+def _put(s3: Any, target: UploadTarget, data: Part, crc: int, size: int) -> StoredObject:
+    extra: dict[str, Any] = {"IfNoneMatch": "*"} if target.if_none_match else {}
+    if target.checksum != "NONE":
+        extra.update(ChecksumAlgorithm="CRC32", **target.part_checksum(crc))
     answer = _conditional(
         s3,
         target,
@@ -248,12 +312,10 @@ def _put(s3: Any, target: UploadTarget, data: bytes) -> StoredObject:
             Body=data,
             ContentType=target.content_type,
             Metadata=target.metadata,
-            ChecksumAlgorithm="CRC32",
-            ChecksumCRC32=crc32_b64(crc),
-            **conditions,
+            **extra,
         ),
     )
-    return StoredObject(answer["ETag"], answer.get("VersionId"), len(data), crc, 1)
+    return StoredObject(answer["ETag"], answer.get("VersionId"), size, crc, 1, target.checksum != "NONE")
 
 
 def _conditional(s3: Any, target: UploadTarget, write: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -156,8 +156,10 @@ class VeniceGenerateVideoOperator(VeniceVideoQueueOperator):
     verified. A cleared task whose request or destination changed starts a new job.
 
     Returns the delivery (``s3_uri``, ``bucket``, ``key``, ``size_bytes``, ``sha256``, ``checksum_crc32``,
-    ``content_type``, ``manifest_uri``, ``model``, ``queue_id``, ``quote_usd``), each key also pushed as
-    its own XCom, and announces the object through its outlets (``AssetAlias("venice-videos")``).
+    ``content_type``, ``manifest_uri``, ``poster_uri``, the probe's ``duration_s``, ``width``, ``height``,
+    ``frame_rate``, ``video_codec``, ``has_audio``, and ``model``, ``queue_id``, ``quote_usd``), each key
+    also pushed as its own XCom, and announces the object through its outlets
+    (``AssetAlias("venice-videos")``).
 
     :param s3_bucket: destination bucket.
     :param s3_key: destination key (templated, e.g. ``videos/{{ ds }}/{{ ti.map_index }}.mp4``).
@@ -165,6 +167,12 @@ class VeniceGenerateVideoOperator(VeniceVideoQueueOperator):
         anything is paid, and the write itself is conditional, so a concurrent writer is never overwritten.
     :param manifest_key: key of the JSON manifest written beside the video (default ``<s3_key>.json``;
         ``""`` for none).
+    :param poster_key: key of the poster frame written beside the video (default
+        ``<s3_key>.poster.jpg``; ``""`` for none); needs the ``media`` extra (PyAV).
+    :param poster_format: ``jpeg`` (default) or ``webp``; ``poster_max_side``: its long side, 640 px.
+    :param s3_checksum: what S3 is asked to check: ``FULL_OBJECT`` (default: each part's CRC32 and the
+        whole object's), ``COMPOSITE`` (each part's only) or ``NONE``, for S3-compatible stores that
+        refuse the others (see docs/operators.md).
     :param deferrable: wait in the triggerer (default True). Without a running triggerer, pass False: the
         task then waits on its worker.
     :param wait_timeout: how long to wait for Venice to finish, in seconds or a timedelta.
@@ -175,6 +183,7 @@ class VeniceGenerateVideoOperator(VeniceVideoQueueOperator):
         "s3_bucket",
         "s3_key",
         "manifest_key",
+        "poster_key",
         "aws_conn_id",
     )
     ui_color = "#b9e0c4"
@@ -187,6 +196,10 @@ class VeniceGenerateVideoOperator(VeniceVideoQueueOperator):
         aws_conn_id: str | None = "aws_default",
         replace: bool = False,
         manifest_key: str | None = None,
+        poster_key: str | None = None,
+        poster_format: str = "jpeg",
+        poster_max_side: int = 640,
+        s3_checksum: str = "FULL_OBJECT",
         deferrable: bool = DEFAULT_DEFERRABLE,
         wait_timeout: timedelta | float = timedelta(hours=6),
         window_interval_s: float = DEFAULT_POLL_POLICY.window_interval_s,
@@ -199,6 +212,10 @@ class VeniceGenerateVideoOperator(VeniceVideoQueueOperator):
         self.aws_conn_id = aws_conn_id
         self.replace = replace
         self.manifest_key = manifest_key
+        self.poster_key = poster_key
+        self.poster_format = poster_format
+        self.poster_max_side = poster_max_side
+        self.s3_checksum = s3_checksum
         self.deferrable = deferrable
         self.wait_timeout = wait_timeout
         self.window_interval_s = window_interval_s
@@ -209,7 +226,7 @@ class VeniceGenerateVideoOperator(VeniceVideoQueueOperator):
         """The S3 hook (created on first use)."""
         from airflow_provider_venice.lifecycle.destination import s3_hook
 
-        return s3_hook(self.aws_conn_id)
+        return s3_hook(self.aws_conn_id, self.s3_checksum)
 
     def tools(self) -> Tools:
         """Return what the lifecycle works with: the Venice and S3 clients, the log, the kill switch."""
@@ -254,4 +271,13 @@ class VeniceGenerateVideoOperator(VeniceVideoQueueOperator):
     def _destination(self) -> Destination:
         from airflow_provider_venice.lifecycle.destination import Destination
 
-        return Destination(self.s3_bucket, self.s3_key, bool(self.replace), self.manifest_key)
+        return Destination(
+            self.s3_bucket,
+            self.s3_key,
+            bool(self.replace),
+            self.manifest_key,
+            self.poster_key,
+            self.poster_format,
+            self.poster_max_side,
+            self.s3_checksum,
+        )

@@ -84,7 +84,7 @@ def start_s3_server(env: dict[str, str] | None = None) -> ServiceProcess:
     command: Sequence[str] = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # noqa: S603
     url = f"http://127.0.0.1:{port}"
-    _wait_until_up(process, url)
+    wait_until_up(process, url)
     return ServiceProcess("s3-server", process, url)
 
 
@@ -99,7 +99,8 @@ def _first_line(process: subprocess.Popen[bytes], stream: IO[bytes]) -> str:
     raise RuntimeError("the emulator exited or timed out before printing its URL")
 
 
-def _wait_until_up(process: subprocess.Popen[bytes], url: str) -> None:
+def wait_until_up(process: subprocess.Popen[bytes], url: str) -> None:
+    """Wait until an HTTP server started as ``process`` answers at ``url``; raise if it exits first."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -31,13 +31,20 @@ class VeniceVideoToS3Operator(BaseOperator):
     queue_id; a retry resumes where the last try stopped.
 
     Returns ``{"s3_uri", "bucket", "key", "size_bytes", "sha256", "checksum_crc32", "content_type",
-    "manifest_uri", "model", "queue_id", "quote_usd"}``, each key also pushed as its own XCom, and
+    "manifest_uri", "poster_uri", "duration_s", "width", "height", "frame_rate", "video_codec", "has_audio",
+    "model", "queue_id", "quote_usd"}``, each key also pushed as its own XCom, and
     announces the object through its outlets (by default ``AssetAlias("venice-videos")``).
 
     :param replace: overwrite an existing object; when False (the default) an existing key fails before
         any download (unless its manifest says it already holds this job's video), and the write itself
         is conditional, so a concurrent writer is never overwritten.
     :param manifest_key: key of the JSON manifest (default ``<s3_key>.json``; ``""`` for none).
+    :param poster_key: key of the poster frame written beside the video (default
+        ``<s3_key>.poster.jpg``; ``""`` for none); needs the ``media`` extra (PyAV).
+    :param poster_format: ``jpeg`` (default) or ``webp``; ``poster_max_side``: its long side, 640 px.
+    :param s3_checksum: what S3 is asked to check: ``FULL_OBJECT`` (default: each part's CRC32 and the
+        whole object's), ``COMPOSITE`` (each part's only) or ``NONE``, for S3-compatible stores that
+        refuse the others (see docs/operators.md).
     :param complete: release the job at Venice after a verified delivery.
     """
 
@@ -50,6 +57,7 @@ class VeniceVideoToS3Operator(BaseOperator):
         "s3_bucket",
         "s3_key",
         "manifest_key",
+        "poster_key",
         "venice_conn_id",
         "aws_conn_id",
     )
@@ -69,6 +77,10 @@ class VeniceVideoToS3Operator(BaseOperator):
         venice_conn_id: str = VeniceHook.default_conn_name,
         replace: bool = False,
         manifest_key: str | None = None,
+        poster_key: str | None = None,
+        poster_format: str = "jpeg",
+        poster_max_side: int = 640,
+        s3_checksum: str = "FULL_OBJECT",
         complete: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -86,6 +98,10 @@ class VeniceVideoToS3Operator(BaseOperator):
         self.venice_conn_id = venice_conn_id
         self.replace = replace
         self.manifest_key = manifest_key
+        self.poster_key = poster_key
+        self.poster_format = poster_format
+        self.poster_max_side = poster_max_side
+        self.s3_checksum = s3_checksum
         self.complete = complete
         self._abort = threading.Event()
 
@@ -99,7 +115,7 @@ class VeniceVideoToS3Operator(BaseOperator):
         """The S3 hook (created on first use)."""
         from airflow_provider_venice.lifecycle.destination import s3_hook
 
-        return s3_hook(self.aws_conn_id)
+        return s3_hook(self.aws_conn_id, self.s3_checksum)
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Deliver once, verify, release once."""
@@ -110,7 +126,16 @@ class VeniceVideoToS3Operator(BaseOperator):
             job = job_from_arguments(self.job, self.model, self.queue_id, self.download_url, self.quote_usd)
         except InvalidJobError as exc:
             raise AirflowFailException(str(exc)) from None
-        destination = Destination(self.s3_bucket, self.s3_key, bool(self.replace), self.manifest_key)
+        destination = Destination(
+            self.s3_bucket,
+            self.s3_key,
+            bool(self.replace),
+            self.manifest_key,
+            self.poster_key,
+            self.poster_format,
+            self.poster_max_side,
+            self.s3_checksum,
+        )
         tools = Tools(self.hook.get_conn, self.s3_hook.get_conn, self.log, self._abort)
         return deliver_job(context, job, destination, tools, complete=self.complete, outlets=self.outlets)
 

@@ -3,7 +3,8 @@
 One deployment (``conftest.deployment``) serves the whole module; the tests run one DAG run at a time
 so that the emulator's call log between two points belongs to one run. Each video must be queued
 (paid) exactly once and completed exactly once, and land in S3 intact: its manifest (``<key>.json``,
-written last) exists beside it and matches the stored bytes, and the job is completed only after that.
+written last) exists beside it and matches the stored bytes, its poster (``<key>.poster.jpg``) is there
+as the manifest describes it, and the job is completed only after that.
 The triggerer is killed with SIGKILL while a job is deferred; a fresh triggerer finishes it without a
 second ``/video/queue``. A long ``Retry-After`` shows in the worker's task log file.
 """
@@ -33,6 +34,10 @@ KILL_TEST_JOB_SECONDS = 30
 TRIGGER_FIRED = "Trigger fired event"
 RETRY_AFTER_S = 3
 RETRY_LOGGED = re.compile(r"retrying /video/retrieve in ([0-9.]+) s after 429")
+# Beside each video: its manifest (written last) and its poster frame (the default: a JPEG).
+MANIFEST_SUFFIX = ".json"
+POSTER_SUFFIX = ".poster.jpg"
+PROBE_KEYS = ("duration_s", "width", "height", "frame_rate", "video_codec", "has_audio")
 
 
 def _counts(calls: list[dict[str, Any]]) -> Counter[tuple[str, str, int]]:
@@ -44,19 +49,25 @@ def _counts(calls: list[dict[str, Any]]) -> Counter[tuple[str, str, int]]:
 
 
 def _video_objects(deployment: Deployment, dag_id: str) -> dict[str, dict[str, Any]]:
-    """The videos under ``videos/<dag_id>/``, by key, with their metadata, body and manifest (or None)."""
+    """The videos under ``videos/<dag_id>/``, by key, with their metadata, body, manifest and poster (each
+    None when missing). Every other object there must be the manifest or the poster of one of them."""
     s3 = deployment.s3()
     listing = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"videos/{dag_id}/").get("Contents", [])
     keys = {item["Key"] for item in listing}
+    videos = sorted(key for key in keys if not key.endswith((MANIFEST_SUFFIX, POSTER_SUFFIX)))
+    beside = {video + suffix for video in videos for suffix in (MANIFEST_SUFFIX, POSTER_SUFFIX)}
+    assert keys - set(videos) <= beside, sorted(keys - set(videos) - beside)  # nothing stray
     objects = {}
-    for key in sorted(keys):
-        if key.endswith(".json"):
-            continue
+    for key in videos:
         found = s3.get_object(Bucket=BUCKET, Key=key)
-        manifest = None
-        if f"{key}.json" in keys:
-            manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{key}.json")["Body"].read())
-        objects[key] = {**found, "Body": found["Body"].read(), "Manifest": manifest}
+        manifest: dict[str, Any] | None = None
+        poster: dict[str, Any] | None = None
+        if key + MANIFEST_SUFFIX in keys:
+            manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=key + MANIFEST_SUFFIX)["Body"].read())
+        if key + POSTER_SUFFIX in keys:
+            image = s3.get_object(Bucket=BUCKET, Key=key + POSTER_SUFFIX)
+            poster = {**image, "Body": image["Body"].read()}
+        objects[key] = {**found, "Body": found["Body"].read(), "Manifest": manifest, "Poster": poster}
     return objects
 
 
@@ -66,7 +77,8 @@ def _xcom(deployment: Deployment, dag_id: str, run_id: str, task_id: str, key: s
 
 
 def _assert_intact_mp4(found: dict[str, Any]) -> None:
-    """An mp4 whose manifest exists and matches it: size, SHA-256 of the bytes, ETag, queue_id."""
+    """An mp4 whose manifest exists and matches it: size, SHA-256 of the bytes, ETag, queue_id; the
+    manifest says the video was probed, and the poster it names is the JPEG beside the video."""
     body: bytes = found["Body"]
     manifest = found["Manifest"]
     assert found["ContentType"] == "video/mp4"
@@ -77,6 +89,29 @@ def _assert_intact_mp4(found: dict[str, Any]) -> None:
     assert manifest["etag"].strip('"') == found["ETag"].strip('"')
     assert manifest["queue_id"] == found["Metadata"]["venice-queue-id"]
     assert "sha256" not in found["Metadata"]
+    assert manifest["probe"]["made"] is True, manifest["probe"]  # PyAV is installed in the deployment
+    assert manifest["probe"]["width"] > 0
+    assert manifest["probe"]["height"] > 0
+    poster, facts = found["Poster"], manifest["poster"]
+    assert poster is not None, "no poster beside the video"
+    assert facts["key"] == manifest["key"] + POSTER_SUFFIX, facts
+    assert facts["s3_uri"] == f"s3://{BUCKET}/{facts['key']}"
+    assert poster["ContentType"] == facts["content_type"] == "image/jpeg"
+    assert len(poster["Body"]) == facts["size_bytes"] > 0
+    assert poster["Body"][:3] == b"\xff\xd8\xff", "the poster is not a JPEG"
+
+
+def _assert_xcom_describes(xcom: dict[str, Any], key: str, found: dict[str, Any]) -> None:
+    """A delivering task's result names the video, its manifest, its poster and what the probe found."""
+    manifest = found["Manifest"]
+    assert xcom["s3_uri"] == f"s3://{BUCKET}/{key}"
+    assert xcom["manifest_uri"] == f"s3://{BUCKET}/{key}{MANIFEST_SUFFIX}"
+    assert xcom["poster_uri"] == manifest["poster"]["s3_uri"] == f"s3://{BUCKET}/{key}{POSTER_SUFFIX}"
+    assert {name: xcom[name] for name in PROBE_KEYS} == {name: manifest["probe"][name] for name in PROBE_KEYS}
+    assert xcom["queue_id"] == manifest["queue_id"]
+    assert xcom["sha256"] == manifest["sha256"]
+    assert xcom["checksum_crc32"] == manifest["checksum_crc32"]
+    assert xcom["size_bytes"] == len(found["Body"])
 
 
 def _task_logs(deployment: Deployment, dag_id: str, run_id: str, task_id: str) -> str:
@@ -159,13 +194,9 @@ def test_text_to_video_delivers_one_video_paid_once(
     [(key, found)] = objects.items()
     _assert_intact_mp4(found)
     queue_id = found["Metadata"]["venice-queue-id"]
-    assert xcom["s3_uri"] == f"s3://{BUCKET}/{key}"
-    assert xcom["manifest_uri"] == f"s3://{BUCKET}/{key}.json"
+    _assert_xcom_describes(xcom, key, found)
     assert xcom["queue_id"] == queue_id
     assert text_to_video["queue_id_xcom"] == queue_id  # each key is its own XCom too
-    assert xcom["sha256"] == found["Manifest"]["sha256"]
-    assert xcom["checksum_crc32"] == found["Manifest"]["checksum_crc32"]
-    assert xcom["size_bytes"] == len(found["Body"])
 
     [complete] = [call for call in calls if call["path"] == f"{API}/video/complete"]
     assert complete["body"]["queue_id"] == queue_id
@@ -212,6 +243,9 @@ def test_catalogue_dag_runs_for_the_delivered_video(
     [video] = [video for video in videos if video["s3_uri"] == s3_uri]
     assert video["sha256"] == text_to_video["xcom"]["sha256"]
     assert video["queue_id"] == text_to_video["xcom"]["queue_id"]
+    announced = ("poster_uri", *PROBE_KEYS)  # the event's extra carries the poster and the probe too
+    delivered = text_to_video["xcom"]
+    assert {name: video[name] for name in announced} == {name: delivered[name] for name in announced}
 
 
 def test_vps_step_by_step_fetches_download_url_once(deployment: Deployment) -> None:
@@ -240,12 +274,12 @@ def test_vps_step_by_step_fetches_download_url_once(deployment: Deployment) -> N
     assert _xcom(deployment, VPS, run_id, "queue", "queue_id") == queued["queue_id"]
     objects = _new_objects(deployment, VPS, before_objects)
     assert len(objects) == 1, sorted(objects)
-    [found] = objects.values()
+    [(key, found)] = objects.items()
     _assert_intact_mp4(found)
     assert found["Metadata"]["venice-queue-id"] == queued["queue_id"]
     delivered = _xcom(deployment, VPS, run_id, "deliver")
     assert delivered["queue_id"] == queued["queue_id"]
-    assert delivered["manifest_uri"] == f"s3://{BUCKET}/{next(iter(objects))}.json"
+    _assert_xcom_describes(delivered, key, found)
 
 
 def test_batch_on_budget_pays_each_mapped_video_once(deployment: Deployment) -> None:

@@ -1,9 +1,11 @@
 """What a delivered video looks like in S3 under the one-pass contract, and tools to break deliveries.
 
 A delivery is committed by its manifest: ``<key>.json`` beside the video, written last, naming the
-video's size, the SHA-256 of its bytes, its ETag and the Venice job's queue_id. The object's metadata
-carries what was known when the upload started (queue_id, model, quote, request fingerprint, upload
-token), never the SHA-256. :func:`assert_delivered` checks all of it against the bytes really stored.
+video's size, the SHA-256 of its bytes, its ETag, the Venice job's queue_id, what the probe of the stored
+video found and the poster frame written beside it (``<key>.poster.jpg`` by default) before the
+manifest. The object's metadata carries what was known when the upload started (queue_id, model, quote,
+request fingerprint, upload token), never the SHA-256. :func:`assert_delivered` checks all of it against
+the objects really stored; :func:`delivery_keys` lists the objects one delivery leaves in the bucket.
 
 Also here: :class:`CutProxy`, an HTTP proxy on a free loopback port that hands the video on without a
 ``Content-Length`` and cut short (the connection simply closes, so the HTTP client cannot tell), and
@@ -23,22 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from tests.integration.s3_fixtures import RESULT_KEYS, check_poster_and_probe, check_poster_object
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-DELIVERY_KEYS = {
-    "s3_uri",
-    "bucket",
-    "key",
-    "size_bytes",
-    "sha256",
-    "checksum_crc32",
-    "content_type",
-    "manifest_uri",
-    "model",
-    "queue_id",
-    "quote_usd",
-}
 # What the object's metadata says from the moment the upload starts (quote and fingerprint when known).
 START_METADATA = {"venice-queue-id", "venice-model", "venice-upload-token"}
 OPTIONAL_METADATA = {"venice-quote-usd", "venice-request-fingerprint"}
@@ -47,9 +38,30 @@ MANIFEST_KIND = "airflow-provider-venice/video"
 _HOP_HEADERS = {"content-length", "content-encoding", "transfer-encoding", "connection", "date", "server"}
 
 
+# The default poster frame beside a video (``poster_format="jpeg"``); a WebP poster ends ``.poster.webp``.
+POSTER_SUFFIX = ".poster.jpg"
+_POSTER_SUFFIXES = (POSTER_SUFFIX, ".poster.webp")
+
+
 def manifest_key(key: str) -> str:
     """The key of the manifest beside the video at ``key``."""
     return key + ".json"
+
+
+def poster_key(key: str, suffix: str = POSTER_SUFFIX) -> str:
+    """The key of the poster frame beside the video at ``key`` (the default JPEG one unless ``suffix``)."""
+    return key + suffix
+
+
+def delivery_keys(*keys: str) -> list[str]:
+    """Every object the deliveries of the videos at ``keys`` leave, sorted as S3 lists them: each video,
+    its manifest and its poster, nothing else."""
+    return sorted(name for key in keys for name in (key, manifest_key(key), poster_key(key)))
+
+
+def is_companion(key: str) -> bool:
+    """Whether ``key`` is an object written beside a video (its manifest or its poster), not a video."""
+    return key.endswith(".json") or key.endswith(_POSTER_SUFFIXES)
 
 
 def read_manifest(s3: Any, bucket: str, key: str) -> dict[str, Any]:
@@ -88,14 +100,22 @@ def bare_etag(etag: Any) -> str:
 
 
 def assert_delivered(
-    s3: Any, bucket: str, key: str, queue_id: str, result: dict[str, Any] | None = None
+    s3: Any,
+    bucket: str,
+    key: str,
+    queue_id: str,
+    result: dict[str, Any] | None = None,
+    *,
+    poster_suffix: str = POSTER_SUFFIX,
 ) -> dict[str, Any]:
     """The video at ``key`` is delivered as the video of ``queue_id``: its manifest exists and matches it.
 
     Matching means: the manifest's size is the object's, its ``sha256`` is the SHA-256 of the stored
     bytes, its ETag is the object's, and its queue_id is the job's; the object is an mp4 whose metadata
-    names the job and holds no ``sha256``. With ``result`` (a delivering task's XCom), the result agrees
-    with both. Returns the manifest.
+    names the job and holds no ``sha256``. The manifest says the video was probed, and its poster
+    (``key + poster_suffix``) is in S3 as the manifest describes it. With ``result`` (a delivering
+    task's XCom), the result agrees with all of it (probe fields and ``poster_uri`` included). Returns
+    the manifest.
     """
     head = s3.head_object(Bucket=bucket, Key=key)
     size, sha256 = stored_sha256(s3, bucket, key)
@@ -115,20 +135,24 @@ def assert_delivered(
     assert "sha256" not in metadata  # one pass: the checksum is S3's, the digest is in the manifest
     first = s3.get_object(Bucket=bucket, Key=key, Range="bytes=0-7")["Body"].read()
     assert first[4:8] == b"ftyp", first
+    assert manifest["probe"]["made"] is True, manifest["probe"]  # PyAV is installed: every video is probed
+    assert manifest["poster"] is not None, manifest
+    assert manifest["poster"]["key"] == poster_key(key, poster_suffix), manifest["poster"]
+    check_poster_object(s3, manifest["poster"], bucket=bucket)
     if result is not None:
-        assert set(result) >= DELIVERY_KEYS, sorted(result)
+        assert set(result) == RESULT_KEYS, sorted(result)
         assert result["s3_uri"] == f"s3://{bucket}/{key}"
         assert result["manifest_uri"] == f"s3://{bucket}/{manifest_key(key)}"
         assert result["queue_id"] == queue_id
         assert (result["size_bytes"], result["sha256"]) == (size, sha256)
         assert result["checksum_crc32"] == manifest["checksum_crc32"]
+        check_poster_and_probe(s3, result, bucket=bucket)
     return manifest
 
 
 def video_keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:
-    """Keys of the videos under ``prefix`` (the manifests beside them left out)."""
-    listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
-    return sorted(item["Key"] for item in listing if not item["Key"].endswith(".json"))
+    """Keys of the videos under ``prefix`` (the manifests and posters beside them left out)."""
+    return [key for key in all_keys(s3, bucket, prefix) if not is_companion(key)]
 
 
 def all_keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:

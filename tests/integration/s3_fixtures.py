@@ -36,6 +36,9 @@ REQUESTS: dict[str, dict[str, Any]] = {
     T2V: {"model": T2V, "prompt": "a red fox in snow", "duration": "5s", "resolution": "720p"},
     VPS: {"model": VPS, "prompt": "a red fox in snow", "duration": "6s"},
 }
+# What the probe of a delivered video adds to a delivering task's result and its asset event's extra
+# (None each when no probe was made: no PyAV, or a video FFmpeg cannot decode).
+PROBE_KEYS = ("duration_s", "width", "height", "frame_rate", "video_codec", "has_audio")
 # The result of a delivering task (VeniceVideoToS3Operator, VeniceGenerateVideoOperator).
 RESULT_KEYS = {
     "s3_uri",
@@ -46,12 +49,24 @@ RESULT_KEYS = {
     "checksum_crc32",
     "content_type",
     "manifest_uri",
+    "poster_uri",
+    *PROBE_KEYS,
     "model",
     "queue_id",
     "quote_usd",
 }
 # The extra of the asset event a delivery adds through the ``venice-videos`` alias.
-ASSET_EXTRA_KEYS = {"s3_uri", "size_bytes", "sha256", "manifest_uri", "model", "queue_id", "quote_usd"}
+ASSET_EXTRA_KEYS = {
+    "s3_uri",
+    "size_bytes",
+    "sha256",
+    "manifest_uri",
+    "poster_uri",
+    *PROBE_KEYS,
+    "model",
+    "queue_id",
+    "quote_usd",
+}
 RECORD_KEY = "venice_job"  # where the job record lives in the task state store
 MB = 1_000_000
 AWS_ENV = {
@@ -252,6 +267,70 @@ def read_manifest(s3: Any, bucket: str, key: str) -> dict[str, Any]:
     """The JSON manifest written beside the video at ``key`` (``<key>.json``)."""
     manifest: dict[str, Any] = json.loads(object_bytes(s3, bucket, key + ".json"))
     return manifest
+
+
+POSTER_MAGIC = {"image/jpeg": b"\xff\xd8\xff", "image/webp": b"RIFF"}
+
+
+def check_poster_and_probe(
+    s3: Any,
+    result: dict[str, Any],
+    *,
+    bucket: str = BUCKET,
+    probed: bool = True,
+    poster: bool = True,
+    max_side: int = 640,
+) -> dict[str, Any]:
+    """The delivery's probe fields and poster agree with its manifest; the poster is an image in S3.
+
+    With ``probed=False`` the manifest says that no probe was made (and why), and the result's probe
+    fields and ``poster_uri`` are None. With ``poster=False`` the probe was made but no poster was
+    written (turned off, or no frame could be decoded). Returns the manifest's ``probe``.
+    """
+    manifest: dict[str, Any] = json.loads(object_bytes(s3, bucket, result["key"] + ".json"))
+    probe: dict[str, Any] = manifest["probe"]
+    if not probed:
+        assert probe["made"] is False, probe
+        assert isinstance(probe["error"], str), probe
+        assert probe["error"], probe
+        assert {name: result[name] for name in PROBE_KEYS} == dict.fromkeys(PROBE_KEYS)
+        assert result["poster_uri"] is None
+        assert manifest["poster"] is None
+        return probe
+    assert probe["made"] is True, probe
+    assert {name: result[name] for name in PROBE_KEYS} == {name: probe[name] for name in PROBE_KEYS}
+    assert result["width"] > 0
+    assert result["height"] > 0
+    assert result["duration_s"] > 0
+    assert result["frame_rate"] > 0
+    assert isinstance(result["video_codec"], str)
+    assert result["video_codec"]
+    assert isinstance(result["has_audio"], bool)
+    facts = manifest["poster"]
+    if not poster:
+        assert facts is None
+        assert result["poster_uri"] is None
+        return probe
+    assert facts is not None
+    assert result["poster_uri"] == facts["s3_uri"]
+    check_poster_object(s3, facts, bucket=bucket, max_side=max_side)
+    return probe
+
+
+def check_poster_object(
+    s3: Any, facts: dict[str, Any], *, bucket: str = BUCKET, max_side: int = 640
+) -> bytes:
+    """The poster a manifest's ``poster`` section describes is in S3 as described: returns its bytes.
+
+    Its URI names its key; its size, content type and dimensions are the manifest's; it is an image.
+    """
+    assert facts["s3_uri"] == f"s3://{bucket}/{facts['key']}", facts
+    image = object_bytes(s3, bucket, facts["key"])
+    assert len(image) == facts["size_bytes"] > 0
+    assert s3.head_object(Bucket=bucket, Key=facts["key"])["ContentType"] == facts["content_type"]
+    assert image.startswith(POSTER_MAGIC[facts["content_type"]])
+    assert 0 < max(facts["width"], facts["height"]) <= max_side
+    return image
 
 
 def another_writer_races(

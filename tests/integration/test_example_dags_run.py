@@ -3,7 +3,8 @@
 The emulator and the S3-compatible server (moto) run as separate processes on free loopback ports,
 and Airflow uses a temporary AIRFLOW_HOME. Each run is checked in S3 and in the emulator's call log:
 one ``/video/queue`` and one ``/video/complete`` per video, each video delivered with its manifest
-(``<key>.json``) matching the stored bytes, nothing paid for bad input. The text-to-video example runs
+(``<key>.json``) matching the stored bytes and its poster (``<key>.poster.jpg``), nothing paid for bad
+input. The text-to-video example runs
 against both answers a server may give to a retrieve whose Accept header names JSON.
 """
 
@@ -21,7 +22,7 @@ import httpx
 import pytest
 
 from airflow_provider_venice.testing.processes import start_emulator_process, start_s3_server
-from tests.integration.delivery_checks import all_keys, assert_delivered, manifest_key, video_keys
+from tests.integration.delivery_checks import all_keys, assert_delivered, delivery_keys, video_keys
 
 pytestmark = pytest.mark.integration
 
@@ -84,10 +85,11 @@ def _keys(stack, dag_id: str) -> set[str]:
 
 
 def _assert_delivered(stack, dag_id: str, calls: list[dict], videos: int, before: set[str]) -> list[str]:
-    """``videos`` new videos under ``videos/<dag_id>/``, each with its matching manifest and job completed."""
+    """``videos`` new videos under ``videos/<dag_id>/``, each with its matching manifest, its poster and its
+    job completed; nothing else new there."""
     keys = [key for key in video_keys(stack["s3"], BUCKET, f"videos/{dag_id}/") if key not in before]
     assert len(keys) == videos, keys
-    assert _keys(stack, dag_id) - before == {*keys, *(manifest_key(key) for key in keys)}
+    assert _keys(stack, dag_id) - before == set(delivery_keys(*keys))  # each with its manifest and poster
     completed = {call["body"]["queue_id"] for call in calls if call["path"].endswith("/video/complete")}
     delivered = set()
     for key in keys:

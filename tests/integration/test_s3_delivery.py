@@ -34,7 +34,9 @@ from tests.integration.delivery_checks import (
     FileStore,
     all_keys,
     assert_delivered,
+    delivery_keys,
     manifest_key,
+    poster_key,
     read_manifest,
     stored_sha256,
     top_level_boxes,
@@ -141,7 +143,7 @@ def test_delivery_over_http(wired, model, config):
 
     assert_delivered(s3, bucket, KEY, job["queue_id"], result)
     assert result["size_bytes"] == SMALL_VIDEO_BYTES
-    assert all_keys(s3, bucket) == [KEY, manifest_key(KEY)]
+    assert all_keys(s3, bucket) == delivery_keys(KEY)
     assert uploads_in_progress(s3, bucket) == []
     calls = emulator_calls(emulator)
     if model == VPS:
@@ -224,7 +226,7 @@ def test_a_body_cut_short_without_content_length_fails_verification(
     assert not isinstance(caught.value, AirflowFailException)  # transient: a retry may deliver it
     assert job["queue_id"] in str(caught.value)
     assert_nothing_left(s3, bucket, KEY)
-    assert all_keys(s3, bucket) == []  # no manifest either
+    assert all_keys(s3, bucket) == []  # no manifest, no poster either
     calls = emulator_calls(emulator)
     assert calls_to(calls, "/video/complete") == []
     assert calls_to(calls, "/_media", method="DELETE") == []
@@ -288,7 +290,7 @@ def test_two_writers_of_one_key_with_replace_false_one_wins_the_other_is_kept(wi
     Both pass the "is the key free?" check before either writes, so only the conditional write
     (If-None-Match: *) can keep them apart: exactly one video wins; the other task fails naming its own
     queue_id, its job is not completed, its upload is aborted, and the winner's video and manifest are
-    untouched, also by the loser's retry.
+    untouched (and so is its poster), also by the loser's retry.
     """
     emulator, s3, bucket = wired
     reset(emulator, video_bytes=video_bytes)
@@ -338,7 +340,8 @@ def test_two_writers_of_one_key_with_replace_false_one_wins_the_other_is_kept(wi
     manifest = assert_delivered(s3, bucket, KEY, result["queue_id"], result)
     etag = s3.head_object(Bucket=bucket, Key=KEY)["ETag"]
     manifest_etag = s3.head_object(Bucket=bucket, Key=manifest_key(KEY))["ETag"]
-    assert all_keys(s3, bucket) == [KEY, manifest_key(KEY)]
+    poster_etag = s3.head_object(Bucket=bucket, Key=poster_key(KEY))["ETag"]
+    assert all_keys(s3, bucket) == delivery_keys(KEY)
     assert uploads_in_progress(s3, bucket) == []  # the loser's multipart upload was aborted
     calls = emulator_calls(emulator)
     assert len(calls_to(calls, "/video/queue")) == 2  # each task instance paid for its own job
@@ -353,6 +356,8 @@ def test_two_writers_of_one_key_with_replace_false_one_wins_the_other_is_kept(wi
     assert loser_queue_id in str(again.value)
     assert s3.head_object(Bucket=bucket, Key=KEY)["ETag"] == etag
     assert s3.head_object(Bucket=bucket, Key=manifest_key(KEY))["ETag"] == manifest_etag
+    assert s3.head_object(Bucket=bucket, Key=poster_key(KEY))["ETag"] == poster_etag
+    assert all_keys(s3, bucket) == delivery_keys(KEY)
     assert read_manifest(s3, bucket, KEY) == manifest
     assert stored_sha256(s3, bucket, KEY)[1] == result["sha256"]
     assert len(calls_to(emulator_calls(emulator), "/video/queue")) == 2  # the retry paid nothing
@@ -448,7 +453,7 @@ def test_a_worker_killed_mid_upload_leaves_an_upload_the_next_try_aborts(s3_serv
     assert uploads_in_progress(s3, bucket) == []
     assert result["queue_id"] == record["job"]["queue_id"]
     assert_delivered(s3, bucket, KEY, result["queue_id"], result)
-    assert all_keys(s3, bucket) == [KEY, manifest_key(KEY)]
+    assert all_keys(s3, bucket) == delivery_keys(KEY)
     assert len(calls_to(calls, "/video/queue")) == 1  # the next try never queued again
     assert [call["status"] for call in calls_to(calls, "/video/complete")] == [200]
     assert FileStore(store_path).get("venice_job")["stage"] == "completed"
@@ -530,5 +535,6 @@ def test_a_300_mb_video_is_delivered_with_bounded_memory(s3_server, tmp_path):
     assert result["size_bytes"] == BIG_VIDEO_BYTES
     assert growth < RSS_GROWTH_LIMIT, f"peak RSS grew by {growth / 2**20:.0f} MiB while delivering 300 MB"
     assert_delivered(s3, bucket, "big/video.mp4", result["queue_id"], result)
+    assert all_keys(s3, bucket) == delivery_keys("big/video.mp4")
     assert uploads_in_progress(s3, bucket) == []
     assert [call["status"] for call in calls_to(calls, "/video/complete")] == [200]

@@ -288,14 +288,18 @@ class S3:
         )
 
     def delivered(self) -> dict[str, dict[str, Any]]:
-        """Each video that is delivered right now: its key, with its head and its manifest (which matches)."""
+        """Each video that is delivered right now: its key, with its head, its manifest (which matches) and
+        whether the poster its manifest names (if any) is in the bucket."""
         found = {}
-        for key in self.objects():
-            if key.endswith(MANIFEST_SUFFIX):
+        objects = self.objects()
+        for key in objects:
+            if is_companion(key):
                 continue
             head, manifest = self.head(key), self.manifest(key)
             if manifest is not None and manifest_matches(manifest, head):
-                found[key] = {"head": head, "manifest": manifest}
+                poster = manifest.get("poster")
+                stored = poster is None or poster.get("key") in objects  # none named: nothing to miss
+                found[key] = {"head": head, "manifest": manifest, "poster_stored": stored}
         return found
 
 
@@ -325,11 +329,29 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3]:
 # --- checks ----------------------------------------------------------------------------------------
 
 MANIFEST_SUFFIX = ".json"
+POSTER_SUFFIX = ".poster.jpg"  # the default poster frame beside a video (a JPEG)
+PROBE_KEYS = ("duration_s", "width", "height", "frame_rate", "video_codec", "has_audio")
 
 
 def manifest_key(key: str) -> str:
     """The key of the manifest beside the video at ``key``."""
     return key + MANIFEST_SUFFIX
+
+
+def poster_key(key: str) -> str:
+    """The key of the (default) poster frame beside the video at ``key``."""
+    return key + POSTER_SUFFIX
+
+
+def delivery_keys(*keys: str) -> list[str]:
+    """Every object the deliveries of the videos at ``keys`` leave, sorted as S3 lists them: each video,
+    its manifest and its poster, nothing else."""
+    return sorted(name for key in keys for name in (key, manifest_key(key), poster_key(key)))
+
+
+def is_companion(key: str) -> bool:
+    """Whether ``key`` is written beside a video (its manifest or its poster) rather than a video."""
+    return key.endswith((MANIFEST_SUFFIX, POSTER_SUFFIX))
 
 
 def manifest_matches(manifest: dict[str, Any], head: dict[str, Any]) -> bool:
@@ -380,18 +402,23 @@ class Stack:
             assert key in delivered, f"released while {key} had no matching manifest: {delivered}"
             assert delivered[key]["manifest"]["queue_id"] == queue_id, delivered
             assert delivered[key]["head"]["Metadata"]["venice-queue-id"] == queue_id, delivered
+            assert delivered[key]["poster_stored"], f"released while the poster of {key} was missing"
 
     def assert_not_released(self) -> None:
         assert self.releases == []
         assert self.venice.calls(COMPLETE) == []
 
-    def assert_delivered_once(self, result: dict[str, Any], key: str) -> None:
+    def assert_delivered_once(self, result: dict[str, Any], key: str, *, probed: bool = True) -> None:
         """End state Delivered: the video in S3 once, its bytes hash to the result's sha256 and the
-        manifest's, one charge, and the job released only once the manifest existed."""
+        manifest's, its probe and its poster recorded in the manifest and the result, one charge, and the
+        job released only once the manifest (and the poster it names) existed.
+
+        ``probed=False``: the probe failed, so the manifest says why, and there is no poster at all.
+        """
         import hashlib
 
         venice, s3 = self.venice, self.s3
-        assert s3.objects() == [key, manifest_key(key)]
+        assert s3.objects() == (delivery_keys(key) if probed else [key, manifest_key(key)])
         assert s3.writes(key) == 1, s3.faults.calls
         assert s3.uploads_in_progress() == []
         body = s3.body(key)
@@ -402,6 +429,7 @@ class Stack:
         assert len(body) == result["size_bytes"] == manifest["size_bytes"]
         assert manifest_matches(manifest, s3.head(key)), (manifest, s3.head(key))
         assert "sha256" not in s3.head(key)["Metadata"]
+        self.assert_probe_and_poster(result, manifest, key, probed=probed)
         jobs = venice.jobs()
         assert len(jobs) == 1, jobs
         assert len(venice.processed_queue_calls()) == 1
@@ -410,9 +438,40 @@ class Stack:
         self.assert_released_after_delivery(result["queue_id"], key)
         venice.assert_invariants()
 
+    def assert_probe_and_poster(
+        self, result: dict[str, Any], manifest: dict[str, Any], key: str, *, probed: bool = True
+    ) -> None:
+        """The manifest says the stored video was probed; the result repeats what the probe found; the
+        poster the manifest and the result name is a JPEG in S3, as large as the manifest says.
+
+        ``probed=False``: the manifest says why no probe was made; no probe data and no poster anywhere.
+        """
+        probe = manifest["probe"]
+        if not probed:
+            assert probe["made"] is False, probe
+            assert isinstance(probe["error"], str), probe
+            assert probe["error"], probe
+            assert {name: result[name] for name in PROBE_KEYS} == dict.fromkeys(PROBE_KEYS)
+            assert result["poster_uri"] is None
+            assert manifest["poster"] is None
+            assert poster_key(key) not in self.s3.objects()
+            return
+        assert probe["made"] is True, probe
+        assert {name: result[name] for name in PROBE_KEYS} == {name: probe[name] for name in PROBE_KEYS}
+        assert result["width"] > 0
+        assert result["height"] > 0
+        poster = manifest["poster"]
+        assert poster is not None, manifest
+        assert poster["key"] == poster_key(key), poster
+        assert result["poster_uri"] == poster["s3_uri"] == f"s3://{BUCKET}/{poster_key(key)}"
+        image = self.s3.body(poster["key"])
+        assert len(image) == poster["size_bytes"] > 0
+        assert image.startswith(b"\xff\xd8\xff")
+        assert self.s3.head(poster["key"])["ContentType"] == poster["content_type"] == "image/jpeg"
+
     def assert_kept_for_later(self, error: BaseException, queue_id: str) -> None:
         """End state Kept: a clear error naming the queue_id; the job still retrievable, nothing released,
-        nothing in S3 (no video, no manifest, no open multipart upload)."""
+        nothing in S3 (no video, no manifest, no poster, no open multipart upload)."""
         assert queue_id in str(error), str(error)
         self.assert_not_released()
         assert self.s3.uploads_in_progress() == []

@@ -33,8 +33,10 @@ from reliability_support import (
     FakeStore,
     Stack,
     Venice,
+    delivery_keys,
     make_context,
     manifest_key,
+    poster_key,
 )
 
 from airflow_provider_venice.client import QueueVideoRequest, RetryPolicy, VeniceClient
@@ -301,9 +303,7 @@ def test_permanent_queue_error_mid_batch_fails_only_that_task(stack: Stack, stat
     error = results[1]
     assert isinstance(error, AirflowFailException), error  # permanent: no pointless task retries
     assert f"/video/queue answered {status}" in str(error)
-    assert sorted(stack.s3.objects()) == sorted(
-        [keys[0], manifest_key(keys[0]), keys[2], manifest_key(keys[2])]
-    )
+    assert stack.s3.objects() == delivery_keys(keys[0], keys[2])  # nothing of the failed task
     assert len(stack.venice.jobs()) == 2
     assert [c["status"] for c in stack.venice.queue_calls()] == [200, status, 200]
     for index in (0, 2):
@@ -369,6 +369,27 @@ def test_s3_failure_leaves_no_object_no_release_and_the_retry_delivers_once(
     assert len(stack.venice.queue_calls()) == 1
 
 
+PROBE_STEPS = [
+    pytest.param("GetObject", KEY, 50, id="GetObject-probe"),  # every ranged read of the stored video
+    pytest.param("PutObject", poster_key(KEY), 1, id="PutObject-poster"),
+]
+
+
+@pytest.mark.parametrize(("operation", "key", "times"), PROBE_STEPS)
+def test_s3_failure_while_probing_still_delivers_once_without_probe_data(
+    stack: Stack, operation: str, key: str, times: int
+) -> None:
+    """The probe (ranged reads of the verified video) and the poster write fail: the video is delivered all
+    the same, once, its manifest saying why there is no probe data; no poster is left; one charge, one
+    release, after the manifest."""
+    stack.s3.faults.fail(operation, times=times, key=key)
+    result = run(generate(), FakeStore())
+    stack.assert_delivered_once(result, KEY, probed=False)
+    assert (operation, key) in stack.s3.faults.calls
+    if operation == "PutObject":
+        assert "PutObject" in stack.s3.manifest(KEY)["probe"]["error"]
+
+
 def test_worker_killed_during_the_upload_aborts_it(stack: Stack) -> None:
     """``on_kill`` while parts are in flight: the multipart upload is aborted, nothing is released."""
     stack.venice.emu.configure(video_bytes=20 * MIB)
@@ -406,7 +427,7 @@ def test_worker_killed_after_delivery_before_complete_only_completes(stack: Stac
     stack.venice.emu.state.faults.clear()
     result = run(generate(), store)
     assert stack.s3.faults.operations == ["HeadObject"], stack.s3.faults.calls  # checked, not uploaded again
-    assert stack.s3.objects() == [KEY, manifest_key(KEY)]
+    assert stack.s3.objects() == delivery_keys(KEY)
     assert len(stack.venice.queue_calls()) == 1
     assert the_job(stack.venice)["media_deleted"] is True
     assert result["queue_id"] == the_job(stack.venice)["queue_id"]

@@ -24,6 +24,7 @@ from reliability_support import (
     Stack,
     make_context,
     manifest_key,
+    poster_key,
 )
 
 from airflow_provider_venice.operators.video import VeniceGenerateVideoOperator
@@ -233,6 +234,8 @@ def test_a_matching_manifest_is_trusted_without_a_second_download(stack: Stack) 
     assert len(stack.venice.calls(RETRIEVE)) == downloads  # not downloaded again
     assert stack.s3.writes(KEY) == 0
     assert stack.s3.writes(manifest_key(KEY)) == 0
+    assert stack.s3.writes(poster_key(KEY)) == 0  # nor probed again: its poster is the first one's
+    assert result == first  # the same delivery, read back from its manifest: probe and poster included
     assert result["sha256"] == first["sha256"]
     assert stack.venice.job(job["queue_id"])["media_deleted"] is True
     stack.assert_released_after_delivery(job["queue_id"], KEY)

@@ -1,6 +1,6 @@
 """Load: 200 mapped generate tasks through ``airflow dags test`` while ~10 % of queue and retrieve calls
-fail with 429/503 (the emulator's seeded probability faults): 200 videos in S3, each with its manifest,
-exactly 200 queue calls that created a job, 200 completes, and no job paid twice.
+fail with 429/503 (the emulator's seeded probability faults): 200 videos in S3, each with its manifest
+and its poster, exactly 200 queue calls that created a job, 200 completes, and no job paid twice.
 
 The emulator and moto's S3 server run as separate processes on free loopback ports; Airflow uses a
 temporary AIRFLOW_HOME. Runtime on 2 cores: see docs/reliability.md.
@@ -18,6 +18,7 @@ from pathlib import Path
 import boto3
 import httpx
 import pytest
+from reliability_support import delivery_keys, is_companion
 
 from airflow_provider_venice.testing.processes import start_emulator_process, start_s3_server
 
@@ -101,7 +102,7 @@ def test_200_mapped_generations_under_rate_limits_pay_and_deliver_each_once(tmp_
             for page in paginator.paginate(Bucket=BUCKET, Prefix="load/")
             for o in page.get("Contents", [])
         ]
-        keys = [key for key in listed if not key.endswith(".json")]
+        keys = [key for key in listed if not is_companion(key)]
         manifests = {
             key: json.loads(s3.get_object(Bucket=BUCKET, Key=f"{key}.json")["Body"].read())
             for key in keys
@@ -119,7 +120,8 @@ def test_200_mapped_generations_under_rate_limits_pay_and_deliver_each_once(tmp_
     assert by_status[("/api/v1/video/complete", 200)] == COUNT
     assert all(job["media_deleted"] for job in jobs)
     assert len(keys) == COUNT == len(set(keys))
-    assert len(listed) == 2 * COUNT  # each video and its manifest, nothing else
+    assert sorted(listed) == delivery_keys(*keys)  # each video, its manifest and its poster, nothing else
+    assert len(listed) == 3 * COUNT
     assert {key.rsplit("/", 1)[1] for key in keys} == {f"{index}.mp4" for index in range(COUNT)}
     assert len(manifests) == COUNT
     completed = {call["body"]["queue_id"] for call in calls if call["path"] == "/api/v1/video/complete"}

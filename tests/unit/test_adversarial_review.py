@@ -385,7 +385,8 @@ def test_a_new_request_clears_the_unverified_object_an_earlier_try_of_this_task_
         first.execute(make_context(store))
     assert killed == [KEY]
     record = store.get(RECORD_KEY)
-    assert record["stage"] == "uploading"
+    # one PUT: the try sealed its upload (every byte checked) before S3 stored it, then died unverified
+    assert record["stage"] == "uploaded"
     leftover = moto_s3.head_object(Bucket=BUCKET, Key=KEY)["Metadata"]
     assert leftover["venice-upload-token"] == record["upload"]["token"]  # this task's own, unverified
 
@@ -394,6 +395,10 @@ def test_a_new_request_clears_the_unverified_object_an_earlier_try_of_this_task_
 
     assert result["queue_id"] != record["job"]["queue_id"]
     assert len(calls_to(emulator.calls(), "/video/queue")) == 2
+    # the old job's sealed object was not committed for the new request: the new job's video is there
+    head = moto_s3.head_object(Bucket=BUCKET, Key=KEY)
+    assert head["Metadata"]["venice-queue-id"] == result["queue_id"]
+    assert head["Metadata"]["venice-upload-token"] != record["upload"]["token"]
 
 
 # --- 8. a 2xx /video/complete without the expected body -------------------------------------------

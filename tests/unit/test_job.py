@@ -321,7 +321,14 @@ def test_job_from_arguments_refuses_a_rendered_job() -> None:
 
 
 def test_stage_values() -> None:
-    assert [stage.value for stage in Stage] == ["queueing", "queued", "uploading", "delivered", "completed"]
+    assert [stage.value for stage in Stage] == [
+        "queueing",
+        "queued",
+        "uploading",
+        "uploaded",
+        "delivered",
+        "completed",
+    ]
 
 
 def test_stages_are_strings_read_back_from_their_values() -> None:

@@ -3,7 +3,8 @@
 The operator tests cover the ordinary delivery; these look at what only the lifecycle decides: adopting
 a video its manifest vouches for, refusing an object that is not ours, clearing what an earlier try
 left (and only that), removing only this try's own object after a failed check, and the order of the
-commit (video, then manifest, then the record).
+commit (record ``uploading`` for a multipart upload, record ``uploaded`` once every byte passed the
+checks, the video, its poster, the manifest, then the record ``delivered``).
 """
 
 from __future__ import annotations
@@ -112,8 +113,11 @@ def header(request: Any, name: str) -> str | None:
     return None
 
 
-def on_verify(s3: Any, change: Callable[[dict[str, Any]], None]) -> None:
-    """Change what S3 answers to the read-back after the upload (the HeadObject with checksums)."""
+def on_verify(s3: Any, change: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+    """Change what S3 answers to the read-back after the upload (the HeadObject with checksums).
+
+    Returns a function that stops changing it.
+    """
 
     def flag(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         headers = {name.lower(): value for name, value in params.get("headers", {}).items()}
@@ -125,6 +129,12 @@ def on_verify(s3: Any, change: Callable[[dict[str, Any]], None]) -> None:
 
     s3.meta.events.register("before-call.s3.HeadObject", flag)
     s3.meta.events.register("after-call.s3.HeadObject", alter)
+
+    def stop() -> None:
+        s3.meta.events.unregister("before-call.s3.HeadObject", flag)
+        s3.meta.events.unregister("after-call.s3.HeadObject", alter)
+
+    return stop
 
 
 # --- the ordinary delivery, as a base --------------------------------------------------------------
@@ -169,9 +179,33 @@ def test_a_large_video_is_delivered_in_parts(world: World) -> None:
     assert head["ChecksumCRC32"] == delivery.checksum_crc32
 
 
+PROBED = {
+    "made": True,
+    "duration_s": 5.0,
+    "width": 1280,
+    "height": 720,
+    "frame_rate": 24.0,
+    "video_codec": "h264",
+    "has_audio": True,
+    "audio_codec": "aac",
+}
+NO_PROBE = dict.fromkeys(("duration_s", "width", "height", "frame_rate", "video_codec", "has_audio"))
+
+
 def test_the_result_of_a_delivery() -> None:
     delivery = Delivery(
-        "s3://b/k", "b", "k", 3, "s" * 64, "AAAAAA==", "video/mp4", '"e"', None, "s3://b/k.json"
+        "s3://b/k",
+        "b",
+        "k",
+        3,
+        "s" * 64,
+        "AAAAAA==",
+        "video/mp4",
+        '"e"',
+        None,
+        "s3://b/k.json",
+        PROBED,
+        "s3://b/k.poster.jpg",
     )
     job = VeniceJob(T2V, "q-1", quote_usd=0.35)
     assert delivery.result(job) == {
@@ -183,6 +217,13 @@ def test_the_result_of_a_delivery() -> None:
         "checksum_crc32": "AAAAAA==",
         "content_type": "video/mp4",
         "manifest_uri": "s3://b/k.json",
+        "poster_uri": "s3://b/k.poster.jpg",
+        "duration_s": 5.0,
+        "width": 1280,
+        "height": 720,
+        "frame_rate": 24.0,
+        "video_codec": "h264",
+        "has_audio": True,
         "model": T2V,
         "queue_id": "q-1",
         "quote_usd": 0.35,
@@ -190,6 +231,22 @@ def test_the_result_of_a_delivery() -> None:
     assert Delivery.from_record(json.loads(json.dumps(asdict(delivery)))) == delivery
     assert Delivery.from_record({"s3_uri": "s3://b/k"}) is None
     assert Delivery.from_record("s3://b/k") is None
+
+
+@pytest.mark.parametrize("probe", [None, {"made": False, "error": "InvalidDataError: no moov"}])
+def test_the_result_of_a_delivery_without_probe_data_holds_none_for_it(probe: Any) -> None:
+    delivery = Delivery("s3://b/k", "b", "k", 3, "s" * 64, "AAAAAA==", "video/mp4", '"e"', None, None, probe)
+    result = delivery.result(VeniceJob(T2V, "q-1"))
+    assert result["poster_uri"] is None
+    assert {name: result[name] for name in NO_PROBE} == NO_PROBE
+    assert "error" not in result
+    assert "made" not in result
+
+
+def test_a_delivery_recorded_before_probes_existed_reads_back() -> None:
+    delivery = Delivery("s3://b/k", "b", "k", 3, "s" * 64, "AAAAAA==", "video/mp4", '"e"', None, None)
+    older = {name: value for name, value in asdict(delivery).items() if name not in ("probe", "poster_uri")}
+    assert Delivery.from_record(older) == delivery
 
 
 # --- already delivered -----------------------------------------------------------------------------
@@ -298,7 +355,9 @@ def test_a_key_taken_during_the_upload_is_left_to_the_other_writer(world: World)
     assert object_bytes(world.s3, BUCKET, KEY) == theirs
     assert not object_exists(world.s3, BUCKET, MANIFEST_KEY)
     assert world.store.record is not None
-    assert world.store.record["stage"] == "uploading"
+    # one PUT: no multipart upload to record; every byte had passed the checks before S3 was asked
+    assert world.store.record["stage"] == "uploaded"
+    assert world.store.record["upload"]["upload_id"] is None
 
 
 # --- what an earlier try left -----------------------------------------------------------------------
@@ -387,7 +446,7 @@ def test_an_object_without_token_is_never_removed(world: World) -> None:
 def test_a_failed_check_removes_only_this_tries_own_object(
     world: World, change: Callable[[dict[str, Any]], None], words: str
 ) -> None:
-    on_verify(world.s3, change)
+    stop = on_verify(world.s3, change)
     deletes = sent(world.s3, "DeleteObject")
     job = world.job()
     with pytest.raises(VideoDeliveryError) as caught:
@@ -401,7 +460,12 @@ def test_a_failed_check_removes_only_this_tries_own_object(
     assert not object_exists(world.s3, BUCKET, KEY)
     assert not object_exists(world.s3, BUCKET, MANIFEST_KEY)
     assert world.store.record is not None
-    assert world.store.record["stage"] == "uploading"
+    assert world.store.record["stage"] == "uploaded"  # sealed by us, refused by the read-back
+    # the next try finds nothing to commit and delivers again
+    stop()
+    delivery = world.deliver(job)
+    assert world.downloads() == 2
+    assert delivery.size_bytes == world.s3.head_object(Bucket=BUCKET, Key=KEY)["ContentLength"]
 
 
 def test_an_object_replaced_right_after_the_upload_is_left_alone(world: World) -> None:
@@ -464,7 +528,12 @@ def test_a_store_refusing_the_upload_record_writes_nothing(world: World) -> None
 # --- the commit order -------------------------------------------------------------------------------
 
 
-def test_the_manifest_follows_the_video_and_the_record_follows_the_manifest(world: World) -> None:
+@pytest.mark.parametrize("multipart", [False, True], ids=["one-put", "multipart"])
+def test_the_manifest_follows_the_video_and_the_record_follows_the_manifest(
+    world: World, multipart: bool
+) -> None:
+    if multipart:
+        world.emulator.configure(video_bytes=MIN_PART_SIZE + 1000)
     events: list[str] = []
     reader = other_client()
 
@@ -482,18 +551,34 @@ def test_the_manifest_follows_the_video_and_the_record_follows_the_manifest(worl
     def stored(context: dict[str, Any], **_: Any) -> None:
         events.append(f"stored {context['venice_name']}")
 
-    world.s3.meta.events.register("before-call.s3.PutObject", put)
-    world.s3.meta.events.register("after-call.s3.PutObject", stored)
+    for operation in ("PutObject", "CompleteMultipartUpload"):
+        world.s3.meta.events.register(f"before-call.s3.{operation}", put)
+        world.s3.meta.events.register(f"after-call.s3.{operation}", stored)
     world.store.before_set = written
     world.deliver(world.job())
+    started = ["record uploading"] if multipart else []  # a multipart upload exists before any part
     assert events == [
-        "record uploading",
+        *started,
+        "record uploaded",  # every byte passed the checks: sealed before S3 is asked to commit
         "put fox.mp4",
         "stored fox.mp4",
+        "put fox.mp4.poster.jpg",
+        "stored fox.mp4.poster.jpg",
         "put fox.mp4.json",
         "stored fox.mp4.json",
         "record delivered",
     ]
+    uploads = [value.get("upload") for value in world.store.written]
+    sealed = uploads[len(started)]
+    assert sealed is not None
+    assert set(sealed) == {"token", "upload_id", "size", "crc32", "sha256"}
+    assert (sealed["upload_id"] is not None) == multipart
+    if multipart:
+        assert uploads[0] == {"token": sealed["token"], "upload_id": sealed["upload_id"]}
+    head = world.s3.head_object(Bucket=BUCKET, Key=KEY)
+    assert sealed["token"] == head["Metadata"][UPLOAD_TOKEN]
+    assert sealed["size"] == head["ContentLength"]
+    assert sealed["sha256"] == hashlib.sha256(object_bytes(world.s3, BUCKET, KEY)).hexdigest()
 
 
 def test_a_failed_manifest_write_is_not_a_delivery(world: World) -> None:
@@ -508,8 +593,9 @@ def test_a_failed_manifest_write_is_not_a_delivery(world: World) -> None:
     assert "writing the manifest" in str(caught.value)
     assert job.queue_id in str(caught.value)
     assert world.store.record is not None
-    assert world.store.record["stage"] == "uploading"
-    # the next try removes the unverified-by-manifest object of this try and delivers again
+    assert world.store.record["stage"] == "uploaded"
+    assert not object_exists(world.s3, BUCKET, KEY)  # this try removed its own uncommitted video
+    # so the next try has nothing to commit and delivers again
     world.s3.meta.events.unregister("before-call.s3.PutObject", refuse)
     world.deliver(job)
     assert world.downloads() == 2
@@ -517,7 +603,7 @@ def test_a_failed_manifest_write_is_not_a_delivery(world: World) -> None:
 
 
 def test_a_failed_delivered_record_is_adopted_by_the_next_try(world: World) -> None:
-    store = CountingStore(fail_on_set=[2])  # 1: uploading, 2: delivered
+    store = CountingStore(fail_on_set=[2])  # one PUT: 1: uploaded, 2: delivered
     job = world.job()
     with pytest.raises(AirflowException):
         world.deliver(job, store=store)
@@ -531,9 +617,18 @@ def test_a_failed_delivered_record_is_adopted_by_the_next_try(world: World) -> N
 def test_no_manifest_key_means_no_manifest(world: World) -> None:
     delivery = world.deliver(world.job(), Destination(BUCKET, KEY, manifest_key=""))
     assert delivery.manifest_uri is None
-    assert [item["Key"] for item in world.s3.list_objects_v2(Bucket=BUCKET)["Contents"]] == [KEY]
+    keys = [item["Key"] for item in world.s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert keys == [KEY, KEY + ".poster.jpg"]
     assert world.store.record is not None
     assert world.store.record["stage"] == "delivered"
+
+
+def test_no_manifest_key_and_no_poster_key_leave_the_video_alone(world: World) -> None:
+    delivery = world.deliver(world.job(), Destination(BUCKET, KEY, manifest_key="", poster_key=""))
+    assert (delivery.manifest_uri, delivery.poster_uri) == (None, None)
+    assert [item["Key"] for item in world.s3.list_objects_v2(Bucket=BUCKET)["Contents"]] == [KEY]
+    assert delivery.probe is not None
+    assert delivery.probe["made"] is True  # probed all the same
 
 
 def test_no_secret_reaches_s3_the_record_or_the_log(world: World) -> None:

@@ -1,4 +1,4 @@
-"""Where a video goes: bucket and key checked like S3 checks them, and the manifest beside it."""
+"""Where a video goes: bucket and key checked like S3 checks them, and the manifest and poster beside it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_venice.lifecycle.destination import MANIFEST_SUFFIX, Destination
+from airflow_provider_venice.lifecycle.probe import PosterSpec
 
 
 @pytest.mark.parametrize("bucket", ["abc", "venice-videos", "my.bucket.2024", "a" * 63, "0bucket9"])
@@ -52,7 +53,16 @@ def test_a_bucket_name_with_a_trailing_newline_is_refused(bucket: str) -> None:
 
 @pytest.mark.parametrize("key", ["k", "videos/2024/fox.mp4", "a" * 1024, "é" * 512, "videos/ space.mp4"])
 def test_valid_keys(key: str) -> None:
-    assert Destination("venice-videos", key).key == key
+    assert Destination("venice-videos", key, manifest_key="", poster_key="").key == key
+
+
+@pytest.mark.parametrize("name", ["manifest_key", "poster_key"])
+def test_a_default_companion_key_past_s3s_limit_is_refused_before_anything_is_paid(name: str) -> None:
+    """A 1024-byte s3_key is valid, but ``<key>.json`` and ``<key>.poster.jpg`` would not be."""
+    chosen = {"manifest_key": "m.json", "poster_key": "p.jpg"}
+    chosen.pop(name)
+    with pytest.raises(AirflowFailException, match=rf"^{name}: "):
+        Destination("venice-videos", "a" * 1020, **chosen)
 
 
 @pytest.mark.parametrize("key", ["", "/videos/fox.mp4", "a" * 1025, "é" * 513, None, 7])
@@ -75,6 +85,7 @@ def test_the_manifest_key_defaults_to_the_video_key_plus_json() -> None:
     assert destination.manifest_uri == "s3://venice-videos/videos/fox.mp4.json"
     assert destination.uri == "s3://venice-videos/videos/fox.mp4"
     assert destination.replace is False
+    assert destination.checksum == "FULL_OBJECT"
 
 
 def test_an_empty_manifest_key_means_no_manifest() -> None:
@@ -95,8 +106,53 @@ def test_a_manifest_key_equal_to_the_video_key_or_invalid_is_refused(manifest_ke
     assert str(caught.value).startswith("manifest_key: ")
 
 
+def test_the_poster_defaults_to_a_640_pixel_jpeg_beside_the_video() -> None:
+    destination = Destination("venice-videos", "videos/fox.mp4")
+    assert destination.poster_key == "videos/fox.mp4.poster.jpg"
+    assert destination.poster == PosterSpec("videos/fox.mp4.poster.jpg", 640, "jpeg")
+
+
+def test_a_webp_poster_gets_its_suffix() -> None:
+    destination = Destination("venice-videos", "videos/fox.mp4", poster_format="webp", poster_max_side=320)
+    assert destination.poster == PosterSpec("videos/fox.mp4.poster.webp", 320, "webp")
+
+
+def test_a_poster_key_of_its_own_and_no_poster() -> None:
+    own = Destination("venice-videos", "videos/fox.mp4", poster_key="posters/fox.jpg")
+    assert own.poster is not None
+    assert own.poster.key == "posters/fox.jpg"
+    assert Destination("venice-videos", "videos/fox.mp4", poster_key="").poster is None
+
+
+@pytest.mark.parametrize(
+    ("arguments", "name"),
+    [
+        ({"poster_key": "videos/fox.mp4"}, "poster_key"),
+        ({"poster_key": "videos/fox.mp4.json"}, "poster_key"),
+        ({"poster_key": "m.json", "manifest_key": "m.json"}, "poster_key"),
+        ({"poster_key": "/posters/fox.jpg"}, "poster_key"),
+        ({"poster_format": "gif"}, "poster_format"),
+        ({"poster_max_side": 8}, "poster_max_side"),
+        ({"poster_max_side": 5000}, "poster_max_side"),
+        ({"checksum": "SHA256"}, "s3_checksum"),
+        ({"checksum": "full_object"}, "s3_checksum"),
+    ],
+)
+def test_a_bad_poster_or_checksum_setting_is_refused_naming_it(arguments: dict[str, Any], name: str) -> None:
+    with pytest.raises(AirflowFailException) as caught:
+        Destination("venice-videos", "videos/fox.mp4", **arguments)
+    assert str(caught.value).startswith(f"{name}: ")
+
+
+@pytest.mark.parametrize("checksum", ["FULL_OBJECT", "COMPOSITE", "NONE"])
+def test_the_checksum_modes(checksum: str) -> None:
+    assert Destination("venice-videos", "k.mp4", checksum=checksum).checksum == checksum
+
+
 def test_a_destination_is_frozen_and_comparable() -> None:
     one = Destination("venice-videos", "k.mp4", replace=True)
-    assert one == Destination("venice-videos", "k.mp4", replace=True, manifest_key="k.mp4.json")
+    assert one == Destination(
+        "venice-videos", "k.mp4", replace=True, manifest_key="k.mp4.json", poster_key="k.mp4.poster.jpg"
+    )
     with pytest.raises(AttributeError):
         one.key = "other"  # type: ignore[misc]

@@ -78,11 +78,51 @@ RESULT = {
     "size_bytes": 1234,
     "sha256": "0" * 64,
     "manifest_uri": "s3://venice-videos/videos/fox.mp4.json",
+    "poster_uri": "s3://venice-videos/videos/fox.mp4.poster.jpg",
+    "duration_s": 5.0,
+    "width": 1280,
+    "height": 720,
+    "frame_rate": 24.0,
+    "video_codec": "h264",
+    "has_audio": False,
     "model": "wan-2-7-text-to-video",
     "queue_id": "q-1",
     "quote_usd": 0.35,
     "content_type": "video/mp4",
 }
+
+
+# What the asset event's extra carries: where the video is, what it is, its poster, its job and cost.
+EXTRA = {
+    "s3_uri",
+    "size_bytes",
+    "sha256",
+    "manifest_uri",
+    "poster_uri",
+    "duration_s",
+    "width",
+    "height",
+    "frame_rate",
+    "video_codec",
+    "has_audio",
+    "model",
+    "queue_id",
+    "quote_usd",
+}
+
+
+def test_the_extra_keys() -> None:
+    assert set(EXTRA_KEYS) == EXTRA
+
+
+def test_an_extra_without_probe_data_holds_none_for_it() -> None:
+    context = make_context()
+    alias = AssetAlias("venice-videos")
+    bare = {key: value for key, value in RESULT.items() if key not in ("poster_uri", "duration_s", "width")}
+    announce(context, [alias], bare)
+    [(_, extra)] = context["outlet_events"][alias].added
+    assert set(extra) == EXTRA
+    assert (extra["poster_uri"], extra["duration_s"], extra["width"]) == (None, None, None)
 
 
 def test_the_default_outlet_is_the_venice_videos_alias() -> None:
@@ -98,7 +138,7 @@ def test_announce_adds_the_object_through_each_alias() -> None:
     assert len(added) == 1
     asset, extra = added[0]
     assert asset == Asset("s3://venice-videos/videos/fox.mp4")
-    assert extra == {key: RESULT[key] for key in EXTRA_KEYS}
+    assert extra == {key: RESULT[key] for key in EXTRA}
     assert "content_type" not in extra
 
 
@@ -106,7 +146,7 @@ def test_announce_describes_a_declared_asset() -> None:
     context = make_context()
     asset = Asset("s3://venice-videos/videos/fox.mp4")
     announce(context, [asset], RESULT)
-    assert context["outlet_events"][asset].extra == {key: RESULT[key] for key in EXTRA_KEYS}
+    assert context["outlet_events"][asset].extra == {key: RESULT[key] for key in EXTRA}
     assert context["outlet_events"][asset].added == []
 
 

@@ -19,11 +19,11 @@ from airflow_provider_venice.lifecycle.manifest import (
     build_manifest,
     matches,
     read_manifest,
-    same_etag,
     summarise_request,
     task_identity,
     write_manifest,
 )
+from airflow_provider_venice.lifecycle.s3object import same_etag
 from tests.integration.s3_fixtures import BUCKET
 
 JOB = VeniceJob("wan-2-7-image-to-video", "q-11", None, 0.5, "ab" * 16)
@@ -37,6 +37,24 @@ VIDEO = {
     "version_id": None,
 }
 IMAGE = "data:image/png;base64," + "A" * 50_000
+PROBE = {
+    "made": True,
+    "duration_s": 5.0,
+    "width": 1280,
+    "height": 720,
+    "frame_rate": 24.0,
+    "video_codec": "h264",
+    "has_audio": False,
+    "audio_codec": None,
+}
+POSTER = {
+    "s3_uri": "s3://venice-videos/videos/fox.mp4.poster.jpg",
+    "key": "videos/fox.mp4.poster.jpg",
+    "width": 640,
+    "height": 360,
+    "content_type": "image/jpeg",
+    "size_bytes": 2048,
+}
 
 
 def manifest(**overrides: Any) -> dict[str, Any]:
@@ -47,6 +65,8 @@ def manifest(**overrides: Any) -> dict[str, Any]:
         "request": {"model": JOB.model, "prompt": "a fox", "image_url": IMAGE},
         "timings": {"queued_at": 1_700_000_000.0, "delivered_at": 1_700_000_100.5, "finished_at": None},
         "task": {"dag_id": "d", "run_id": "r", "task_id": "t", "map_index": -1, "try_number": 1},
+        "probe": PROBE,
+        "poster": POSTER,
         **overrides,
     }
     return build_manifest(**arguments)
@@ -66,7 +86,16 @@ def test_build_manifest_holds_the_video_its_job_and_its_request() -> None:
     assert datetime.fromisoformat(built["timings"]["delivered_at"]).timestamp() == 1_700_000_100.5
     assert built["timings"]["finished_at"] is None
     assert built["timings"]["queued_at"].endswith("+00:00")
+    assert built["probe"] == PROBE
+    assert built["poster"] == POSTER
     json.dumps(built)  # plain JSON
+
+
+def test_a_manifest_without_a_probe_says_so_and_has_no_poster() -> None:
+    failed = {"made": False, "error": "not probed: PyAV is not installed (airflow-provider-venice[media])"}
+    built = manifest(probe=failed, poster=None)
+    assert built["probe"] == failed
+    assert built["poster"] is None
 
 
 def test_inline_media_is_shortened_in_the_request_summary() -> None:

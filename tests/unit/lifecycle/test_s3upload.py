@@ -253,6 +253,7 @@ def upload(
     if_none_match: bool = True,
     expected: int | bool | None = True,
     started: Any = None,
+    sealed: Any = None,
     chunks: Any = None,
     abort: threading.Event | None = None,
 ) -> StoredObject:
@@ -264,15 +265,33 @@ def upload(
         iter(chunks if chunks is not None else file.chunks(CHUNK)),
         receiver,
         started or (lambda upload_id: None),
+        sealed or (lambda upload_id, size, crc32: None),
     )
+
+
+class Sealings:
+    """Records each ``sealed(upload_id, size, crc32)`` call, with what S3 had been sent by then."""
+
+    def __init__(self, wire: Wire) -> None:
+        self.calls: list[tuple[str | None, int, int]] = []
+        self.sent_before: list[list[str]] = []
+        self._wire = wire
+
+    def __call__(self, upload_id: str | None, size: int, crc32: int) -> None:
+        self.calls.append((upload_id, size, crc32))
+        self.sent_before.append(self._wire.operations())
 
 
 def test_a_small_video_goes_as_one_put_object(moto_s3: Any) -> None:
     wire, file, started = Wire(moto_s3), video(), []
-    stored = upload(moto_s3, file, started=started.append)
+    sealed = Sealings(wire)
+    stored = upload(moto_s3, file, started=started.append, sealed=sealed)
     data = whole(file)
     assert wire.operations() == ["PutObject"]
-    assert started == [None]
+    assert started == []  # no multipart upload exists: nothing to record before the one PUT
+    # sealed once every byte passed the checks, before S3 was asked to write anything
+    assert sealed.calls == [(None, len(data), zlib.crc32(data))]
+    assert sealed.sent_before == [[]]
     assert (stored.size, stored.parts, stored.crc32) == (len(data), 1, zlib.crc32(data))
     request, body = wire.of("PutObject")[0]
     assert body == data
@@ -296,14 +315,30 @@ def test_a_video_over_one_part_goes_as_a_multipart_upload_with_checksums(moto_s3
     file = video(2 * MIN_PART_SIZE + 3 * MIB + 17)
     wire, events = Wire(moto_s3), []
     moto_s3.meta.events.register("before-send.s3.UploadPart", lambda **_: events.append("part"))
-    stored = upload(moto_s3, file, started=lambda upload_id: events.append(f"started {upload_id}"))
+    moto_s3.meta.events.register(
+        "before-send.s3.CompleteMultipartUpload", lambda **_: events.append("complete")
+    )
+    sealed = Sealings(wire)
+
+    def seal(upload_id: str | None, size: int, crc32: int) -> None:
+        events.append(f"sealed {upload_id}")
+        sealed(upload_id, size, crc32)
+
+    stored = upload(
+        moto_s3, file, started=lambda upload_id: events.append(f"started {upload_id}"), sealed=seal
+    )
     data = whole(file)
 
     assert wire.operations()[0] == "CreateMultipartUpload"
     assert wire.operations()[-1] == "CompleteMultipartUpload"
+    upload_id = events[0].removeprefix("started ")
     assert events[0].startswith("started ")
     assert events[0] != "started None"
     assert events.count("part") == 3
+    # sealed after every part, with the upload's id, the size and the whole CRC32; then S3 commits
+    assert events[-2:] == [f"sealed {upload_id}", "complete"]
+    assert sealed.calls == [(upload_id, len(data), zlib.crc32(data))]
+    assert "CompleteMultipartUpload" not in sealed.sent_before[0]
 
     create, _ = wire.of("CreateMultipartUpload")[0]
     assert header(create, "x-amz-checksum-algorithm") == "CRC32"
@@ -474,14 +509,27 @@ def test_started_raising_aborts_the_multipart_upload(moto_s3: Any) -> None:
     assert_nothing_left(moto_s3, BUCKET, KEY)
 
 
-def test_started_raising_before_a_single_put_writes_nothing(moto_s3: Any) -> None:
-    def refuse(upload_id: str | None) -> None:
+def test_sealed_raising_before_a_single_put_writes_nothing(moto_s3: Any) -> None:
+    def refuse(upload_id: str | None, size: int, crc32: int) -> None:
         raise RuntimeError("could not record")
 
     wire = Wire(moto_s3)
     with pytest.raises(RuntimeError):
-        upload(moto_s3, video(), started=refuse)
+        upload(moto_s3, video(), sealed=refuse)
     assert wire.operations() == []
+    assert_nothing_left(moto_s3, BUCKET, KEY)
+
+
+def test_sealed_raising_aborts_the_multipart_upload_before_completing(moto_s3: Any) -> None:
+    def refuse(upload_id: str | None, size: int, crc32: int) -> None:
+        raise RuntimeError(f"could not record {upload_id}")
+
+    wire = Wire(moto_s3)
+    with pytest.raises(RuntimeError, match="could not record"):
+        upload(moto_s3, video(MIN_PART_SIZE + 1), sealed=refuse)
+    assert len(wire.of("UploadPart")) == 2
+    assert not wire.of("CompleteMultipartUpload")
+    assert wire.of("AbortMultipartUpload")
     assert_nothing_left(moto_s3, BUCKET, KEY)
 
 

@@ -43,6 +43,7 @@ from tests.integration.s3_fixtures import (
     another_writer_races,
     assert_nothing_left,
     calls_to,
+    check_poster_and_probe,
     job_state,
     kill_at_write,
     kill_during_upload,
@@ -113,6 +114,12 @@ def check_result(s3: Any, result: dict[str, Any], model: str, key: str = KEY) ->
     for field in ("queue_id", "model", "quote_usd", "sha256", "size_bytes", "checksum_crc32"):
         assert manifest[field] == result[field], field
     assert manifest["etag"].strip('"') == head["ETag"].strip('"')
+    checksum = {"algorithm": "CRC32", "type": "FULL_OBJECT", "value": result["checksum_crc32"]}
+    assert manifest["s3_checksum"] == checksum
+    # probed by ranged reads once verified: the emulator's video lasts as long as was asked for
+    probe = check_poster_and_probe(s3, result)
+    assert result["poster_uri"] == f"s3://{BUCKET}/{key}.poster.jpg"
+    assert probe["duration_s"] == pytest.approx(float(manifest["request"]["duration"].rstrip("s")), abs=0.1)
     return manifest
 
 
@@ -149,6 +156,53 @@ def test_defaults_wait_in_the_triggerer_push_each_key_and_announce_through_the_a
     assert op.deferrable is True  # issue 12, #15: the README's first DAG must not hold a worker slot
     assert op.multiple_outputs is True
     assert op.outlets == [AssetAlias("venice-videos")]
+    assert {"s3_key", "manifest_key", "poster_key"} <= set(op.template_fields)
+    assert (op.poster_key, op.poster_format, op.poster_max_side) == (None, "jpeg", 640)
+    assert op.s3_checksum == "FULL_OBJECT"
+
+
+def test_poster_options_reach_the_delivery(venice, moto_s3):
+    venice()
+
+    result = generate(poster_key="posters/0.webp", poster_format="webp", poster_max_side=64).execute(
+        make_context()
+    )
+
+    check_poster_and_probe(moto_s3, result, max_side=64)
+    assert result["poster_uri"] == f"s3://{BUCKET}/posters/0.webp"
+    assert moto_s3.head_object(Bucket=BUCKET, Key="posters/0.webp")["ContentType"] == "image/webp"
+    assert not object_exists(moto_s3, BUCKET, KEY + ".poster.jpg")
+
+
+def test_no_poster_when_asked_for_none_but_the_probe_data_all_the_same(venice, moto_s3):
+    venice()
+
+    result = generate(poster_key="").execute(make_context())
+
+    probe = check_poster_and_probe(moto_s3, result, poster=False)
+    assert probe["duration_s"] == pytest.approx(5.0, abs=0.1)
+    listed = [item["Key"] for item in moto_s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert sorted(listed) == [KEY, KEY + ".json"]
+
+
+def test_s3_checksum_none_reaches_the_manifest(venice, moto_s3):
+    venice()
+
+    result = generate(s3_checksum="NONE").execute(make_context())
+
+    assert read_manifest(moto_s3, BUCKET, KEY)["s3_checksum"] is None
+    assert result["sha256"] == hashlib.sha256(object_bytes(moto_s3, BUCKET, KEY)).hexdigest()
+
+
+def test_a_bad_s3_checksum_or_poster_setting_fails_before_anything_is_paid(venice):
+    emulator = venice()
+
+    with pytest.raises(AirflowFailException, match=r"^s3_checksum: "):
+        generate(s3_checksum="MD5").execute(make_context())
+    with pytest.raises(AirflowFailException, match=r"^poster_format: "):
+        generate(poster_format="gif").execute(make_context())
+
+    assert emulator.calls() == []
 
 
 @pytest.mark.parametrize("model", [T2V, VPS])
@@ -304,7 +358,9 @@ def test_retry_after_a_failed_upload_resumes_without_queueing_again(venice, moto
 
     record = store.get(RECORD_KEY)
     queue_id = record["job"]["queue_id"]
-    assert record["stage"] in ("queued", "uploading")
+    # a body cut short fails its checks before anything is sealed; a missing bucket refuses the one PUT
+    # of a video whose every byte passed them (sealed: "uploaded", with no object to commit later)
+    assert record["stage"] == ("queued" if how == "truncated-body" else "uploaded")
     assert queue_id in str(first_try.value)
     assert counts(emulator.calls())["/video/complete"] == 0
     assert job_state(emulator, queue_id)["media_deleted"] is False
@@ -414,9 +470,11 @@ def test_on_kill_during_an_upload_aborts_it_and_keeps_the_job(venice, moto_s3):
     assert job_state(emulator, queue_id)["media_deleted"] is False
 
 
-def test_a_try_killed_before_the_manifest_is_not_taken_as_delivered(venice, moto_s3):
-    """Issue 12, #6: an object without its manifest is not a delivery; the next try delivers anew."""
-    emulator = venice()
+@pytest.mark.parametrize("size", [MB, 20 * MB], ids=["single-put", "multipart"])
+def test_a_try_killed_before_the_manifest_is_committed_without_a_second_download(venice, moto_s3, size):
+    """Issue 13 (was issue 12, #6, "delivers anew"): the killed try had sealed its upload (size, CRC32,
+    token recorded) and S3 holds that object whole, so the next try commits it: no second download."""
+    emulator = venice(video_bytes=size)
     store = FakeStore()
     op = generate()
     killed = kill_at_write(op.s3_hook.get_conn(), "PutObject", KEY + ".json")
@@ -425,13 +483,51 @@ def test_a_try_killed_before_the_manifest_is_not_taken_as_delivered(venice, moto
         op.execute(make_context(store))
 
     assert killed
-    assert object_exists(moto_s3, BUCKET, KEY)  # the video is there, unverified by any manifest
+    assert object_exists(moto_s3, BUCKET, KEY)  # the video is there, not yet committed by a manifest
     assert not object_exists(moto_s3, BUCKET, KEY + ".json")
     assert counts(emulator.calls())["/video/complete"] == 0
+    record = store.get(RECORD_KEY)
+    assert record["stage"] == "uploaded"
+    head = moto_s3.head_object(Bucket=BUCKET, Key=KEY)
+    assert record["upload"]["token"] == head["Metadata"]["venice-upload-token"]
+    assert record["upload"]["size"] == head["ContentLength"]
+    first = head["ETag"]
 
     result = generate().execute(make_context(store))
 
     check_result(moto_s3, result, T2V)
+    assert moto_s3.head_object(Bucket=BUCKET, Key=KEY)["ETag"] == first  # the same object, committed
+    assert result["sha256"] == record["upload"]["sha256"]
+    tally = counts(emulator.calls())
+    assert tally["downloads"] == 1
+    assert (tally["/video/queue"], tally["/video/complete"]) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda upload: upload.update(crc32=upload["crc32"] ^ 1),
+        lambda upload: upload.update(size=upload["size"] + 1),
+    ],
+    ids=["crc32", "size"],
+)
+def test_a_try_killed_before_the_manifest_whose_object_does_not_match_is_delivered_anew(
+    venice, moto_s3, spoil
+):
+    """Issue 12, #6, still: an object that does not match what its try sealed is never committed."""
+    emulator = venice()
+    store = FakeStore()
+    op = generate()
+    kill_at_write(op.s3_hook.get_conn(), "PutObject", KEY + ".json")
+    with pytest.raises(ProcessKilled):
+        op.execute(make_context(store))
+    first = store.data[RECORD_KEY]["upload"]["token"]
+    spoil(store.data[RECORD_KEY]["upload"])
+
+    result = generate().execute(make_context(store))
+
+    check_result(moto_s3, result, T2V)
+    assert moto_s3.head_object(Bucket=BUCKET, Key=KEY)["Metadata"]["venice-upload-token"] != first
     tally = counts(emulator.calls())
     assert tally["downloads"] == 2  # trusted nothing it could not verify
     assert (tally["/video/queue"], tally["/video/complete"]) == (1, 1)
@@ -445,7 +541,7 @@ def test_a_try_killed_after_the_manifest_is_taken_as_delivered_without_a_second_
     with pytest.raises(ProcessKilled):
         generate().execute(make_context(store))
 
-    assert store.get(RECORD_KEY)["stage"] == "uploading"
+    assert store.get(RECORD_KEY)["stage"] == "uploaded"
     first = object_bytes(moto_s3, BUCKET, KEY)
 
     result = generate().execute(make_context(store))

@@ -44,6 +44,7 @@ from tests.integration.s3_fixtures import (
     another_writer_races,
     assert_nothing_left,
     calls_to,
+    check_poster_and_probe,
     fail_upload_parts,
     job_state,
     kill_at_write,
@@ -79,8 +80,18 @@ def crc32_b64(body: bytes) -> str:
     return base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
 
 
-def check_delivered(s3: Any, result: dict[str, Any], job: dict[str, Any], key: str = KEY) -> bytes:
-    """The result describes the object exactly, the object is the verified mp4, its manifest matches."""
+def check_delivered(
+    s3: Any,
+    result: dict[str, Any],
+    job: dict[str, Any],
+    key: str = KEY,
+    *,
+    poster: str | bool = True,
+    probed: bool = True,
+) -> bytes:
+    """The result describes the object exactly, the object is the verified mp4, its manifest matches,
+    and so do its probe data and poster (``poster``: at the default key, at this key, or none;
+    ``probed=False``: the video could not be decoded, and the manifest says why)."""
     assert set(result) == RESULT_KEYS
     body = object_bytes(s3, BUCKET, key)
     head = s3.head_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
@@ -102,7 +113,13 @@ def check_delivered(s3: Any, result: dict[str, Any], job: dict[str, Any], key: s
     for field in ("s3_uri", "queue_id", "model", "quote_usd", "sha256", "size_bytes", "checksum_crc32"):
         assert manifest[field] == result[field], field
     assert manifest["etag"].strip('"') == head["ETag"].strip('"')
+    checksum = {"algorithm": "CRC32", "type": "FULL_OBJECT", "value": result["checksum_crc32"]}
+    assert manifest["s3_checksum"] == checksum
     assert uploads_in_progress(s3, BUCKET) == []
+    check_poster_and_probe(s3, result, poster=bool(poster), probed=probed)
+    if poster:
+        poster_key = poster if isinstance(poster, str) else key + ".poster.jpg"
+        assert result["poster_uri"] == f"s3://{BUCKET}/{poster_key}"
     return body
 
 
@@ -128,7 +145,14 @@ def test_defaults_push_each_key_and_announce_through_the_alias() -> None:
     assert op.multiple_outputs is True
     assert op.outlets == [AssetAlias("venice-videos")]
     assert "job" in op.template_fields
+    assert {"s3_key", "manifest_key", "poster_key"} <= set(op.template_fields)
     assert (op.replace, op.complete) == (False, True)
+    assert (op.poster_key, op.poster_format, op.poster_max_side, op.s3_checksum) == (
+        None,
+        "jpeg",
+        640,
+        "FULL_OBJECT",
+    )
 
 
 # --- deliveries ----------------------------------------------------------------------------------
@@ -267,7 +291,9 @@ def test_a_video_whose_mdat_has_a_64_bit_size_is_delivered(venice, moto_s3):
 
     result = transfer(job).execute(make_context())
 
-    body = check_delivered(moto_s3, result, job)
+    # the 8 header bytes added shift mdat's payload past the chunk offsets in moov: a valid MP4 whose
+    # frames do not decode; it is delivered all the same, with the probe error in its manifest (issue 13)
+    body = check_delivered(moto_s3, result, job, poster=False, probed=False)
     assert [kind for kind, _, size in top_level_boxes(body) if size == 1] == ["mdat"]
 
 
@@ -309,6 +335,28 @@ def test_a_plain_asset_outlet_gets_the_event_extra(venice, moto_s3):
 
     extra = context["outlet_events"][asset].extra
     assert extra == {key: result[key] for key in ASSET_EXTRA_KEYS}
+
+
+def test_poster_options_reach_the_delivery(venice, moto_s3):
+    emulator = venice()
+    job = queue_job(emulator, VPS)
+
+    result = transfer(job, poster_key="posters/out.jpg", poster_max_side=100).execute(make_context())
+
+    check_delivered(moto_s3, result, job, poster="posters/out.jpg")
+    check_poster_and_probe(moto_s3, result, max_side=100)
+    assert not object_exists(moto_s3, BUCKET, KEY + ".poster.jpg")
+
+
+def test_no_poster_when_asked_for_none(venice, moto_s3):
+    emulator = venice()
+    job = queue_job(emulator, T2V)
+
+    result = transfer(job, poster_key="").execute(make_context())
+
+    check_delivered(moto_s3, result, job, poster=False)
+    listed = [item["Key"] for item in moto_s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert sorted(listed) == [KEY, KEY + ".json"]
 
 
 def test_no_manifest_when_asked_for_none(venice, moto_s3):
@@ -702,9 +750,11 @@ def test_a_try_killed_mid_upload_leaves_an_upload_the_next_try_aborts_then_deliv
     assert len(calls_to(emulator.calls(), "/video/complete")) == 1
 
 
-def test_a_try_killed_before_the_manifest_is_not_taken_as_delivered(venice, moto_s3):
-    """Issue 12, #6: the object an earlier try left without a manifest is replaced, not trusted."""
-    emulator = venice()
+@pytest.mark.parametrize("size", [MB, 20 * MB], ids=["single-put", "multipart"])
+def test_a_try_killed_before_the_manifest_is_committed_without_a_second_download(venice, moto_s3, size):
+    """Issue 13 (was issue 12, #6, "replaced, not trusted"): the earlier try sealed its upload and S3
+    holds that object whole (its token, size and full-object CRC32 match the record): it is committed."""
+    emulator = venice(video_bytes=size)
     job = queue_job(emulator, T2V)
     store = FakeStore()
     op = transfer(job)
@@ -715,6 +765,34 @@ def test_a_try_killed_before_the_manifest_is_not_taken_as_delivered(venice, moto
 
     assert object_exists(moto_s3, BUCKET, KEY)
     assert not object_exists(moto_s3, BUCKET, KEY + ".json")
+    assert store.get(RECORD_KEY)["stage"] == "uploaded"
+    first = moto_s3.head_object(Bucket=BUCKET, Key=KEY)["ETag"]
+
+    result = transfer(job).execute(make_context(store))
+
+    check_delivered(moto_s3, result, job)
+    assert moto_s3.head_object(Bucket=BUCKET, Key=KEY)["ETag"] == first
+    assert len(video_downloads(emulator.calls())) == 1
+    assert len(calls_to(emulator.calls(), "/video/complete")) == 1
+
+
+def test_a_try_killed_before_the_manifest_whose_object_was_changed_is_not_trusted(venice, moto_s3):
+    """Issue 12, #6, still: an object that is not whole as its try sealed it is replaced, not trusted."""
+    emulator = venice()
+    job = queue_job(emulator, T2V)
+    store = FakeStore()
+    op = transfer(job)
+    kill_at_write(op.s3_hook.get_conn(), "PutObject", KEY + ".json")
+    with pytest.raises(ProcessKilled):
+        op.execute(make_context(store))
+    sealed = store.get(RECORD_KEY)["upload"]
+    # the object at the key still carries the try's token, but holds other bytes than it sealed
+    moto_s3.put_object(
+        Bucket=BUCKET,
+        Key=KEY,
+        Body=b"not the sealed video",
+        Metadata={"venice-upload-token": sealed["token"]},
+    )
 
     result = transfer(job).execute(make_context(store))
 
@@ -732,6 +810,7 @@ def test_a_try_killed_after_the_manifest_is_delivered_without_a_second_download(
     with pytest.raises(ProcessKilled):
         transfer(job).execute(make_context(store))
 
+    assert store.get(RECORD_KEY)["stage"] == "uploaded"
     result = transfer(job).execute(make_context(store))
 
     check_delivered(moto_s3, result, job)
