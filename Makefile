@@ -15,12 +15,15 @@ export AIRFLOW__CORE__UNIT_TEST_MODE := False
 uv: ## bootstrap uv when it is missing
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 
-$(VENV)/.installed: pyproject.toml | uv
-	$(UV) venv --quiet --allow-existing --python $(PYTHON_VERSION) $(VENV)
-	$(UV) pip install --quiet --python $(PY) -e ".[dev]"
+# From uv.lock, exactly (packages the lock does not list are removed); the package itself is editable.
+# --locked refuses a lock that is out of date with pyproject.toml instead of re-resolving.
+$(VENV)/.installed: pyproject.toml uv.lock | uv
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --quiet --locked --extra dev --python $(PYTHON_VERSION) || { \
+	  echo "make install: could not install from uv.lock. If pyproject.toml changed, run 'uv lock' and commit uv.lock." >&2; \
+	  exit 1; }
 	touch $@
 
-install: $(VENV)/.installed ## create .venv and install the package with its dev extra
+install: $(VENV)/.installed ## create .venv and install the locked dev environment (uv.lock) and the package
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -47,5 +50,21 @@ demo: install ## run the text-to-video example DAG end to end (emulator + local 
 bench: install ## every benchmark (about 10 minutes); writes BENCHMARKS.md
 	$(PY) bench/run_all.py
 
+# twine pinned: reproducible, and `uv tool run` serves it from uv's cache once it has been fetched.
+TWINE_VERSION := 7.0.0
+
+.PHONY: dist
+dist: install ## build the wheel and sdist into dist/, check their metadata, test the wheel in a clean virtualenv
+	rm -rf dist
+	$(UV) build --quiet --out-dir dist
+	$(UV) tool run --quiet --from twine==$(TWINE_VERSION) twine check --strict dist/*
+	VENICE_WHEEL="$$(echo dist/*.whl)" $(PY) -m pytest tests/dist -q -m dist
+
+# Each supported Airflow (3.1, 3.2, 3.3) and Python (3.11 to 3.13) in its own virtualenv under .venvs/,
+# re-installed only when pyproject.toml (or uv.lock) changed; see scripts/matrix.py for the cells.
+.PHONY: matrix
+matrix: | uv ## unit and DAG tests on Airflow 3.1, 3.2 and 3.3, unit tests on Python 3.12 and 3.13
+	UV="$(UV)" python3 scripts/matrix.py
+
 clean:
-	rm -rf $(VENV) .airflow .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .airflow .demo .pytest_cache .mypy_cache .ruff_cache dist

@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.sdk import DAG, task
-from airflow.sdk.exceptions import AirflowFailException
 from venice_example_settings import VIDEO_BUCKET, video_key
 
 from airflow_provider_venice.operators.video import VeniceGenerateVideoOperator, VeniceVideoQuoteOperator
+from airflow_provider_venice.version_compat import AirflowFailException
 
 BATCH_BUDGET_USD = 5.00
 PROMPTS = [
@@ -39,6 +39,8 @@ with DAG(
         """Fail the batch before any charge when the whole batch would cost more than the budget."""
         total = round(quote_usd * len(PROMPTS), 4)
         if total > BATCH_BUDGET_USD:
+            # Fails without retrying. version_compat gives the class this Airflow's task runner catches
+            # (airflow.sdk.exceptions' from Airflow 3.2 on, airflow.exceptions' on 3.1).
             raise AirflowFailException(
                 f"batch quote ${total} exceeds the budget ${BATCH_BUDGET_USD}; nothing queued"
             )

@@ -140,6 +140,45 @@ class VeniceHook(BaseHook):
         transport = self._async_transport or _TRANSPORTS.get(settings.base_url, (None, None))[1]
         return shared_async_client(settings, transport)
 
+    # The connection form. Airflow 3.2 and later read it from the provider info (``ui-field-behaviour``
+    # and ``conn-fields`` in get_provider_info) and skip these two methods; Airflow 3.1 reads only them.
+    # Both are made from the provider info, so the form is the same on every version.
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Return the connection form's hidden fields, labels and placeholders (read by Airflow 3.1)."""
+        behaviour = _connection_type_info()["ui-field-behaviour"]
+        return {
+            "hidden_fields": list(behaviour["hidden-fields"]),
+            "relabeling": dict(behaviour["relabeling"]),
+            "placeholders": dict(behaviour["placeholders"]),
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Return the connection form's extra fields (read by Airflow 3.1, whose UI stands in for wtforms)."""
+        from flask_appbuilder.fieldwidgets import (  # type: ignore[import-not-found,import-untyped,unused-ignore]
+            BS3TextFieldWidget,
+        )
+        from flask_babel import lazy_gettext  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        from wtforms import IntegerField, StringField  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        from wtforms.validators import (  # type: ignore[import-not-found,import-untyped,unused-ignore]
+            NumberRange,
+            Optional,
+        )
+
+        widgets: dict[str, Any] = {}
+        for name, field in _connection_type_info()["conn-fields"].items():
+            schema = field["schema"]
+            integer = "integer" in schema["type"]  # wtforms has no float field Airflow 3.1 accepts
+            widgets[name] = (IntegerField if integer else StringField)(
+                lazy_gettext(field["label"]),
+                description=field["description"],
+                validators=[Optional(), NumberRange(min=schema["minimum"])] if integer else [Optional()],
+                widget=BS3TextFieldWidget(),
+            )
+        return widgets
+
     def test_connection(self) -> tuple[bool, str]:
         """Check the key and base URL with ``GET /models?type=video`` (free), answering at once.
 
@@ -161,6 +200,14 @@ class VeniceHook(BaseHook):
 
 
 _TRANSPORTS: dict[str, tuple[httpx.BaseTransport | None, httpx.AsyncBaseTransport | None]] = {}
+
+
+def _connection_type_info() -> dict[str, Any]:
+    """Return the ``venice`` connection type as the provider info declares it."""
+    from airflow_provider_venice import get_provider_info
+
+    [info] = get_provider_info()["connection-types"]
+    return dict(info)
 
 
 def register_transports(

@@ -23,10 +23,8 @@ import uuid
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
-
 from airflow_provider_venice.client import DownloadUrlError, VeniceError
-from airflow_provider_venice.job import Stage
+from airflow_provider_venice.job import InvalidJobError, Stage, VeniceJob
 from airflow_provider_venice.lifecycle import manifest as manifests
 from airflow_provider_venice.lifecycle.failures import (
     DestinationTakenError,
@@ -52,12 +50,12 @@ from airflow_provider_venice.lifecycle.s3upload import (
     crc32_b64,
     upload_video,
 )
+from airflow_provider_venice.version_compat import AirflowException, AirflowFailException
 
 if TYPE_CHECKING:
     import threading
 
     from airflow_provider_venice.client import VeniceClient
-    from airflow_provider_venice.job import VeniceJob
     from airflow_provider_venice.lifecycle.destination import Destination
     from airflow_provider_venice.lifecycle.record import JobRecord
 
@@ -265,8 +263,64 @@ def _already_delivered(
     manifest = manifests.read_manifest(s3, destination) if found is not None else None
     if found is None or manifest is None or not manifests.matches(manifest, found, job.queue_id):
         return None
+    adopted = _from_manifest(destination, found, manifest)
+    log.info("%s holds the verified video of %s (its manifest says so).", adopted.s3_uri, job.queue_id)
+    record.advance(Stage.DELIVERED, delivery=asdict(adopted), upload=None)
+    return adopted
+
+
+def resume_committed(
+    s3: Any,
+    destination: Destination,
+    record: JobRecord,
+    request_fingerprint: str,
+    task: dict[str, Any] | None,
+    log: Any,
+) -> VeniceJob | None:
+    """Before paying: find a video this same task instance delivered for this same request, by its manifest.
+
+    A completed job's record is removed where it is kept in a Variable (Airflow 3.1 and 3.2), so a
+    cleared task finds no record; its manifest, naming this task instance and request over an object
+    it matches, says the job was paid, delivered and completed. The record is rebuilt in memory as
+    completed: no second payment, no second download, no call to Venice.
+    """
+    if task is None or not destination.manifest_key:
+        return None
+    found = head(s3, destination)
+    manifest = manifests.read_manifest(s3, destination) if found is not None else None
+    if found is None or manifest is None or manifest.get("request_fingerprint") != request_fingerprint:
+        return None
+    delivered_by = manifest.get("task")
+    if not isinstance(delivered_by, dict):
+        return None
+    if any(delivered_by.get(name) != task.get(name) for name in ("dag_id", "run_id", "task_id", "map_index")):
+        return None
+    try:
+        job = VeniceJob.from_xcom(manifest)
+    except InvalidJobError:
+        return None
+    if not manifests.matches(manifest, found, job.queue_id):
+        return None
+    delivery = _from_manifest(destination, found, manifest)
+    log.info(
+        "%s holds the video this task instance delivered for this same request (Venice job %s, paid for "
+        "and released by an earlier try); not queueing again.",
+        delivery.s3_uri,
+        job.queue_id,
+    )
+    record.note(
+        stage=Stage.COMPLETED.value,
+        job=job.to_xcom(),
+        request_fingerprint=request_fingerprint,
+        destination=destination.uri,
+        delivery=asdict(delivery),
+    )
+    return job
+
+
+def _from_manifest(destination: Destination, found: dict[str, Any], manifest: dict[str, Any]) -> Delivery:
     poster = manifest.get("poster")
-    adopted = Delivery(
+    return Delivery(
         destination.uri,
         destination.bucket,
         destination.key,
@@ -280,9 +334,6 @@ def _already_delivered(
         manifest.get("probe") if isinstance(manifest.get("probe"), dict) else None,
         poster.get("s3_uri") if isinstance(poster, dict) else None,
     )
-    log.info("%s holds the verified video of %s (its manifest says so).", adopted.s3_uri, job.queue_id)
-    record.advance(Stage.DELIVERED, delivery=asdict(adopted), upload=None)
-    return adopted
 
 
 def _open(client: VeniceClient, job: VeniceJob) -> Any:

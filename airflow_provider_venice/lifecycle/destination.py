@@ -6,10 +6,9 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from airflow.sdk.exceptions import AirflowFailException
-
 from airflow_provider_venice.lifecycle.probe import POSTER_SUFFIXES, PosterSpec
 from airflow_provider_venice.lifecycle.s3upload import CHECKSUM_MODES
+from airflow_provider_venice.version_compat import AirflowFailException
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook

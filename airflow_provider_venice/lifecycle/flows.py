@@ -11,17 +11,16 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow.sdk.exceptions import AirflowFailException
-
 from airflow_provider_venice.job import Stage, fingerprint
 from airflow_provider_venice.lifecycle.assets import announce
-from airflow_provider_venice.lifecycle.deliver import deliver_once
+from airflow_provider_venice.lifecycle.deliver import deliver_once, resume_committed
 from airflow_provider_venice.lifecycle.manifest import task_identity
 from airflow_provider_venice.lifecycle.poll import Poller, deadline_after, read_event
 from airflow_provider_venice.lifecycle.queue import budget, check_request, price, queue_paid, resume
 from airflow_provider_venice.lifecycle.record import JobRecord
 from airflow_provider_venice.lifecycle.release import release_delivered
 from airflow_provider_venice.lifecycle.s3object import object_exists, settle_earlier_try
+from airflow_provider_venice.version_compat import AirflowFailException
 
 if TYPE_CHECKING:
     import threading
@@ -53,7 +52,7 @@ class Tools:
 
 def queue_job(context: Mapping[str, Any], order: Order, tools: Tools) -> VeniceJob:
     """Return this task instance's job for the order, paying for it only if no earlier try did."""
-    return _queue_once(JobRecord(context, tools.log), order, tools, None)
+    return _queue_once(JobRecord(context, tools.log), order, tools, None, None)
 
 
 def generate_video(
@@ -69,7 +68,7 @@ def generate_video(
 ) -> dict[str, Any]:
     """Queue (or resume) the job, wait (``defer`` hands the wait to the triggerer), deliver, release."""
     record = JobRecord(context, tools.log)
-    job = _queue_once(record, order, tools, destination)
+    job = _queue_once(record, order, tools, destination, task_identity(context))
     if record.stage not in (Stage.DELIVERED, Stage.COMPLETED):
         poller = Poller(job, deadline_after(wait_timeout), window_interval_s)
         decision = poller.check(tools.venice())
@@ -127,12 +126,22 @@ def deliver_job(
     return _deliver_and_release(context, record, job, destination, tools, None, outlets, complete=complete)
 
 
-def _queue_once(record: JobRecord, order: Order, tools: Tools, destination: Destination | None) -> VeniceJob:
+def _queue_once(
+    record: JobRecord,
+    order: Order,
+    tools: Tools,
+    destination: Destination | None,
+    task: dict[str, Any] | None,
+) -> VeniceJob:
     max_usd = budget(order.max_usd)
     request_fingerprint = fingerprint(order.request.to_json())
     where = destination.uri if destination else None
     if (job := resume(record, request_fingerprint, where, tools.log)) is not None:
         return job
+    if destination is not None and record.stage is None and not record.unreadable:
+        committed = resume_committed(tools.s3(), destination, record, request_fingerprint, task, tools.log)
+        if committed is not None:
+            return committed
     client = tools.venice()
     check_request(client, order.request)
     if destination is not None:

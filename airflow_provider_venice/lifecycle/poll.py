@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
-
 from airflow_provider_venice.client import DEFAULT_POLL_POLICY, PollPolicy, VeniceError, decide_next_poll
 from airflow_provider_venice.lifecycle.failures import as_airflow_failure
+from airflow_provider_venice.version_compat import AirflowException, AirflowFailException
 
 if TYPE_CHECKING:
     from airflow_provider_venice.client import AsyncVeniceClient, JobStatus, PollDecision, VeniceClient

@@ -11,8 +11,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow.sdk.exceptions import AirflowFailException
-
 from airflow_provider_venice.client import (
     QueueOutcomeUnknownError,
     VeniceAPIError,
@@ -22,6 +20,7 @@ from airflow_provider_venice.client import (
 )
 from airflow_provider_venice.job import InvalidJobError, Stage, VeniceJob, money
 from airflow_provider_venice.lifecycle.failures import as_airflow_failure
+from airflow_provider_venice.version_compat import AirflowFailException
 
 if TYPE_CHECKING:
     from collections.abc import Callable

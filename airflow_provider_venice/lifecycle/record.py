@@ -2,9 +2,10 @@
 
 Airflow clears a task's XComs at the start of every try, but not its task state store
 (``context["task_state_store"]``, Airflow 3.3+), which is keyed by DAG run, task and map index. The
-record lives there under one key. It is read once per ``execute`` and written only when the job
-reaches a new :class:`~airflow_provider_venice.job.Stage`, so one happy run costs a handful of
-round trips to the API server.
+record lives there under one key (on Airflow 3.1 and 3.2, in an Airflow Variable of its own: see
+:mod:`~airflow_provider_venice.lifecycle.stores`). It is read once per ``execute`` and written only
+when the job reaches a new :class:`~airflow_provider_venice.job.Stage`, so one happy run costs a
+handful of round trips to the API server.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from airflow.sdk.exceptions import AirflowException
-
 from airflow_provider_venice.job import InvalidJobError, Stage, VeniceJob
+from airflow_provider_venice.lifecycle.stores import record_store
+from airflow_provider_venice.version_compat import AirflowException
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -42,16 +43,17 @@ class RecordWriteError(AirflowException):
 class JobRecord:
     """The job record of one task instance, loaded once from its task state store.
 
-    :param context: the task's context; its ``task_state_store`` holds the record.
+    :param context: the task's context; its task state store (or its task instance, for a Variable)
+        says where the record is kept.
     :param log: where to warn that no store exists (then the record lives only in this try).
     """
 
     def __init__(self, context: Mapping[str, Any], log: Any) -> None:
-        self._store: StateStore | None = context.get("task_state_store")
+        self._store: StateStore | None = record_store(context)
         if self._store is None:
             log.warning(
-                "No task state store in this Airflow: the Venice job record lives only in this try, so "
-                "a retry cannot find a job this try paid for."
+                "No task state store and no task instance in this context: the Venice job record lives "
+                "only in this try, so a retry cannot find a job this try paid for."
             )
             stored: Any = None
         else:

@@ -7,9 +7,9 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_venice.hooks.venice import VeniceHook
+from airflow_provider_venice.version_compat import AirflowFailException
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

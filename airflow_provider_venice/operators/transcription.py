@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_venice.client import EndpointRetiredError, VeniceError
 from airflow_provider_venice.hooks.venice import VeniceHook
 from airflow_provider_venice.lifecycle.failures import as_airflow_failure
+from airflow_provider_venice.version_compat import AirflowFailException
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -8,7 +8,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_venice.client import DEFAULT_POLL_POLICY, VeniceError
 from airflow_provider_venice.hooks.venice import VeniceHook
@@ -17,6 +16,7 @@ from airflow_provider_venice.lifecycle.assets import default_outlets
 from airflow_provider_venice.lifecycle.poll import DEFAULT_DEFERRABLE
 from airflow_provider_venice.operators.request import VeniceVideoRequestOperator
 from airflow_provider_venice.triggers.video import VeniceVideoTrigger
+from airflow_provider_venice.version_compat import AirflowFailException
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

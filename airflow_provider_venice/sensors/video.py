@@ -6,13 +6,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_venice.client import DEFAULT_POLL_POLICY
 from airflow_provider_venice.hooks.venice import VeniceHook
 from airflow_provider_venice.job import InvalidJobError, VeniceJob, job_from_arguments
 from airflow_provider_venice.lifecycle.poll import DEFAULT_DEFERRABLE, Poller, deadline_after, read_event
 from airflow_provider_venice.triggers.video import VeniceVideoTrigger
+from airflow_provider_venice.version_compat import AirflowFailException
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -64,11 +64,20 @@ def free_port() -> int:
         return port
 
 
-def start_emulator_process(*options: str, env: dict[str, str] | None = None) -> ServiceProcess:
-    """Start ``venice-emulator`` on a free port; ``url`` is its API base URL (``.../api/v1``)."""
-    command = [sys.executable, "-m", "airflow_provider_venice.testing", "--host", "127.0.0.1", "--port", "0"]
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [*command, *options], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+def start_emulator_process(
+    *options: str, env: dict[str, str] | None = None, command: Sequence[str] | None = None
+) -> ServiceProcess:
+    """Start ``venice-emulator`` on a free port; ``url`` is its API base URL (``.../api/v1``).
+
+    ``command`` is the emulator to run, for example another environment's ``venice-emulator`` script;
+    by default this interpreter's ``python -m airflow_provider_venice.testing``.
+    """
+    program = list(command or [sys.executable, "-m", "airflow_provider_venice.testing"])
+    process = subprocess.Popen(  # noqa: S603 - our own emulator
+        [*program, "--host", "127.0.0.1", "--port", "0", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
     )
     assert process.stdout is not None
     url = _first_line(process, process.stdout).strip()

@@ -12,8 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import boto3
@@ -21,6 +20,7 @@ import botocore.loaders
 import botocore.session
 import httpx
 import pytest
+from airflow.sdk import AssetAlias
 from botocore.awsrequest import AWSResponse
 
 from airflow_provider_venice.client import QueueVideoRequest, VeniceClient, forget_catalogues
@@ -155,11 +155,37 @@ class OutletEventAccessor:
         self.added.append((asset, dict(extra or {})))
 
 
+def outlet_key(outlet: Any) -> tuple[str, ...]:
+    """What names an asset or an alias: Airflow keys outlet events by it (3.1's Asset is not hashable)."""
+    if isinstance(outlet, AssetAlias):
+        return ("alias", outlet.name)
+    return ("asset", outlet.name, outlet.uri)
+
+
+class OutletEvents(Mapping[Any, OutletEventAccessor]):
+    """``context["outlet_events"]``: an accessor per asset or alias, made on first use, as Airflow does."""
+
+    def __init__(self) -> None:
+        self._accessors: dict[tuple[str, ...], tuple[Any, OutletEventAccessor]] = {}
+
+    def __getitem__(self, outlet: Any) -> OutletEventAccessor:
+        return self._accessors.setdefault(outlet_key(outlet), (outlet, OutletEventAccessor()))[1]
+
+    def __contains__(self, outlet: object) -> bool:
+        return outlet_key(outlet) in self._accessors
+
+    def __iter__(self) -> Iterator[Any]:
+        return (outlet for outlet, _ in self._accessors.values())
+
+    def __len__(self) -> int:
+        return len(self._accessors)
+
+
 def make_context(store: FakeStore | None = None, ti: FakeTaskInstance | None = None) -> dict[str, Any]:
     """A task context with a task state store and outlet events (no database); ``ti`` when given."""
     context: dict[str, Any] = {
         "task_state_store": store if store is not None else FakeStore(),
-        "outlet_events": defaultdict(OutletEventAccessor),
+        "outlet_events": OutletEvents(),
     }
     if ti is not None:
         context["ti"] = ti

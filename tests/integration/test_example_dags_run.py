@@ -10,94 +10,35 @@ against both answers a server may give to a retrieve whose Accept header names J
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
-import boto3
-import httpx
 import pytest
 
-from airflow_provider_venice.testing.processes import start_emulator_process, start_s3_server
-from tests.integration.delivery_checks import all_keys, assert_delivered, delivery_keys, video_keys
+from tests.integration.example_stack import (
+    BUCKET,
+    assert_example_delivered as _assert_delivered,
+    call_counts as _counts,
+    dag_keys as _keys,
+    example_stack,
+    run_dag as _run_dag,
+)
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-BUCKET = "venice-videos"
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """The emulator, an S3 server and an Airflow home wired together; stopped by pid at the end."""
     home = tmp_path_factory.mktemp("airflow_home")
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags_examples"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "VENICE_VIDEO_BUCKET": BUCKET,
-    }
-    with start_emulator_process("--job-seconds", "3", env=env) as emulator, start_s3_server(env=env) as s3:
-        env["AIRFLOW_CONN_VENICE_DEFAULT"] = json.dumps(
-            {"conn_type": "venice", "password": "example-key", "host": emulator.url}
-        )
-        env["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps({"conn_type": "aws", "extra": {"endpoint_url": s3.url}})
-        client = boto3.client(
-            "s3",
-            endpoint_url=s3.url,
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            region_name="us-east-1",
-        )
-        client.create_bucket(Bucket=BUCKET)
-        subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-        yield {"env": env, "emulator": emulator.url.removesuffix("/api/v1"), "s3": client}
-
-
-def _run_dag(stack, dag_id: str, **emulator_config) -> list[dict]:
-    """Run one DAG with ``airflow dags test`` after resetting the emulator; return the calls it made."""
-    httpx.post(f"{stack['emulator']}/_emulator/reset", json=emulator_config).raise_for_status()
-    result = subprocess.run(
-        [AIRFLOW, "dags", "test", dag_id], env=stack["env"], capture_output=True, text=True, timeout=600
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-5000:]
-    assert "state=success" in output, output[-5000:]
-    return httpx.get(f"{stack['emulator']}/_emulator/calls").json()["calls"]
-
-
-def _counts(calls: list[dict]) -> Counter:
-    return Counter(
-        (call["method"], call["path"].split("/_media/")[0] or "media", call["status"]) for call in calls
-    )
-
-
-def _keys(stack, dag_id: str) -> set[str]:
-    return set(all_keys(stack["s3"], BUCKET, f"videos/{dag_id}/"))
-
-
-def _assert_delivered(stack, dag_id: str, calls: list[dict], videos: int, before: set[str]) -> list[str]:
-    """``videos`` new videos under ``videos/<dag_id>/``, each with its matching manifest, its poster and its
-    job completed; nothing else new there."""
-    keys = [key for key in video_keys(stack["s3"], BUCKET, f"videos/{dag_id}/") if key not in before]
-    assert len(keys) == videos, keys
-    assert _keys(stack, dag_id) - before == set(delivery_keys(*keys))  # each with its manifest and poster
-    completed = {call["body"]["queue_id"] for call in calls if call["path"].endswith("/video/complete")}
-    delivered = set()
-    for key in keys:
-        queue_id = stack["s3"].head_object(Bucket=BUCKET, Key=key)["Metadata"]["venice-queue-id"]
-        assert_delivered(stack["s3"], BUCKET, key, queue_id)
-        delivered.add(queue_id)
-    assert delivered == completed
-    return keys
+    with example_stack(
+        home, airflow=AIRFLOW, dags_folder=ROOT / "dags_examples", base_env=dict(os.environ)
+    ) as stack:
+        yield stack
 
 
 @pytest.mark.parametrize(

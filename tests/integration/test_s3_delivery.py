@@ -22,12 +22,12 @@ from typing import Any
 
 import httpx
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_venice.lifecycle.failures import DestinationTakenError
 from airflow_provider_venice.operators.video import VeniceGenerateVideoOperator
 from airflow_provider_venice.testing.processes import ServiceProcess, start_emulator_process
 from airflow_provider_venice.transfers.venice_to_s3 import VeniceVideoToS3Operator
+from airflow_provider_venice.version_compat import AirflowException, AirflowFailException
 from tests.integration import s3_fixtures
 from tests.integration.delivery_checks import (
     CutProxy,
@@ -378,9 +378,9 @@ from airflow_provider_venice.operators.video import VeniceGenerateVideoOperator
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 
 class Outlets(dict):
-    def __missing__(self, key):
-        self[key] = accessor = type("Accessor", (), {"extra": {}, "add": lambda self, *a, **k: None})()
-        return accessor
+    def __getitem__(self, outlet):  # keyed by repr: Airflow 3.1's assets are not hashable
+        accessor = type("Accessor", (), {"extra": {}, "add": lambda self, *a, **k: None})()
+        return self.setdefault(repr(outlet), accessor)
 
 store_path, bucket, key = sys.argv[1:4]
 op = VeniceGenerateVideoOperator(
@@ -471,9 +471,9 @@ def status_kib(field):
         return int(re.search(rf"^{field}:\s+(\d+) kB", status.read(), re.M).group(1))
 
 class Outlets(dict):
-    def __missing__(self, key):
-        self[key] = accessor = type("Accessor", (), {"extra": {}, "add": lambda self, *a, **k: None})()
-        return accessor
+    def __getitem__(self, outlet):  # keyed by repr: Airflow 3.1's assets are not hashable
+        accessor = type("Accessor", (), {"extra": {}, "add": lambda self, *a, **k: None})()
+        return self.setdefault(repr(outlet), accessor)
 
 emulator_url, bucket, api_key = sys.argv[1:4]
 with VeniceClient(api_key, base_url=emulator_url) as client:

@@ -73,7 +73,8 @@ class _OutletEvents:
             def add(self, asset: Any, extra: dict[str, Any] | None = None) -> None:
                 events.added.append((outlet, asset, dict(extra or {})))
 
-        return self._accessors.setdefault(outlet, _Accessor())
+        # Keyed as Airflow keys them, by name (Airflow 3.1's Asset and AssetAlias are not hashable).
+        return self._accessors.setdefault((type(outlet).__name__, outlet.name), _Accessor())
 
 
 def make_context(store: FakeStore | None = None) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import string
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 from hypothesis import HealthCheck, given, settings, strategies as st
 from reliability_support import BUCKET, MODELS, FakeStore, Venice, make_context
 
@@ -23,6 +22,7 @@ from airflow_provider_venice.operators.video import (
     VeniceVideoQueueOperator,
     VeniceVideoQuoteOperator,
 )
+from airflow_provider_venice.version_compat import AirflowFailException
 
 T2V = "wan-2-7-text-to-video"  # 5s 6s 8s 10s; 480p 720p 1080p; 16:9 9:16 1:1; audio switchable
 I2V = "wan-2-7-image-to-video"  # needs image_url

@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 from reliability_support import (
     BUCKET,
     COMPLETE,
@@ -43,6 +42,7 @@ from airflow_provider_venice.client import QueueVideoRequest, RetryPolicy, Venic
 from airflow_provider_venice.lifecycle.failures import VideoDeliveryError
 from airflow_provider_venice.operators.transcription import VeniceVideoTranscriptionOperator
 from airflow_provider_venice.operators.video import VeniceGenerateVideoOperator, VeniceVideoQueueOperator
+from airflow_provider_venice.version_compat import AirflowException, AirflowFailException, TaskDeferred
 
 KEY = "videos/reliability.mp4"
 UNKNOWN = "no answer arrived"

@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from reliability_support import (
     BUCKET,
     COMPLETE,
@@ -29,6 +28,7 @@ from reliability_support import (
 
 from airflow_provider_venice.operators.video import VeniceGenerateVideoOperator
 from airflow_provider_venice.transfers.venice_to_s3 import VeniceVideoToS3Operator
+from airflow_provider_venice.version_compat import AirflowException, AirflowFailException
 
 KEY = "videos/lifecycle.mp4"
 

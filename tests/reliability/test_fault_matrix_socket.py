@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from reliability_support import (
     BUCKET,
     MIB,
@@ -32,6 +31,7 @@ from airflow_provider_venice.hooks.venice import register_transports, unregister
 from airflow_provider_venice.operators.video import VeniceGenerateVideoOperator
 from airflow_provider_venice.testing import run_emulator
 from airflow_provider_venice.testing.processes import free_port
+from airflow_provider_venice.version_compat import AirflowException, AirflowFailException
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import pytest
 from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 from botocore.awsrequest import AWSResponse
 
 from airflow_provider_venice.client import NO_RETRY, VeniceClient
@@ -24,6 +23,7 @@ from airflow_provider_venice.lifecycle.failures import DestinationTakenError
 from airflow_provider_venice.operators.video import VeniceGenerateVideoOperator, VeniceVideoQueueOperator
 from airflow_provider_venice.transfers.venice_to_s3 import VeniceVideoToS3Operator
 from airflow_provider_venice.triggers.video import VeniceVideoTrigger
+from airflow_provider_venice.version_compat import AirflowException, AirflowFailException, TaskDeferred
 from tests.integration import s3_fixtures
 from tests.integration.s3_fixtures import (
     BUCKET,

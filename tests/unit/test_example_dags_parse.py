@@ -7,8 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from airflow_provider_venice.version_compat import AIRFLOW_V_3_2_PLUS
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "dags_examples"
+# DagBag moved to the DAG processor in Airflow 3.2 (airflow.models.DagBag still works there, deprecated).
+DAGBAG_MODULE = "airflow.dag_processing.dagbag" if AIRFLOW_V_3_2_PLUS else "airflow.models.dagbag"
 
 # Runs in a fresh interpreter so that nothing imported by other tests hides an import at parse time.
 _PARSE = r"""
@@ -22,7 +26,7 @@ socket.socket.connect = refuse
 socket.create_connection = refuse
 folder = Path(sys.argv[1])
 sys.path.insert(0, str(folder))  # as Airflow does for its dags folder
-from airflow.dag_processing.dagbag import DagBag
+DagBag = importlib.import_module(sys.argv[2]).DagBag
 
 bag = DagBag(dag_folder=str(folder), safe_mode=False)
 found = {}
@@ -37,7 +41,7 @@ print(json.dumps({"dags": found, "errors": errors, **heavy}))
 
 def _parse() -> dict:
     result = subprocess.run(
-        [sys.executable, "-c", _PARSE, str(EXAMPLES)],
+        [sys.executable, "-c", _PARSE, str(EXAMPLES), DAGBAG_MODULE],
         capture_output=True,
         text=True,
         check=False,

@@ -15,6 +15,7 @@ import pytest
 from airflow_provider_venice import __version__, get_provider_info
 from airflow_provider_venice.client import DEFAULT_BASE_URL
 from airflow_provider_venice.hooks.venice import VeniceHook
+from airflow_provider_venice.version_compat import AIRFLOW_V_3_2_PLUS
 
 AIRFLOW_DIR = Path(airflow.__file__).parent
 
@@ -124,6 +125,11 @@ def test_listed_modules_import(info: dict[str, Any]) -> None:
         importlib.import_module(module)
 
 
+@pytest.mark.skipif(
+    not AIRFLOW_V_3_2_PLUS,
+    reason="Airflow 3.2 reads the form from the provider info; 3.1's providers manager reads the hook's "
+    "methods only with FAB installed, its UI through HookMetaService: test_the_ui_gets_the_connection_form",
+)
 def test_providers_manager_sees_the_connection_form() -> None:
     from airflow.providers_manager import ProvidersManager
 
@@ -135,3 +141,19 @@ def test_providers_manager_sees_the_connection_form() -> None:
     widgets = manager.connection_form_widgets
     assert widgets["extra__venice__timeout_s"].field["schema"]["title"] == "Request timeout (s)"
     assert "extra__venice__max_retries" in widgets
+
+
+def test_the_ui_gets_the_connection_form() -> None:
+    """The UI's connection form: from the provider info on Airflow 3.2+, from the hook's methods on 3.1."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    [venice] = [meta for meta in HookMetaService.hook_meta_data() if meta.connection_type == "venice"]
+    fields = venice.standard_fields
+    assert fields is not None
+    assert (fields.password.title, fields.password.hidden) == ("API key", False)
+    assert (fields.host.title, fields.host.placeholder) == ("Base URL", DEFAULT_BASE_URL)
+    assert [fields.login.hidden, fields.port.hidden, fields.url_schema.hidden] == [True, True, True]
+    extra = venice.extra_fields
+    assert extra["timeout_s"]["schema"]["title"] == "Request timeout (s)"
+    assert extra["max_retries"]["schema"]["title"] == "Max retries"
+    assert "integer" in extra["max_retries"]["schema"]["type"]

@@ -63,13 +63,15 @@ def test_a_real_decoder_plays_both_layouts(moov_at_end: bool, duration: str, asp
         stream = container.streams.video[0]
         frames = list(container.decode(stream))
         seconds = container.duration / av.time_base
+        # Read while the container is open: PyAV 19 refuses a closed container's stream attributes.
+        codec, time_base = stream.codec_context.name, stream.time_base
 
     across, down = (int(part) for part in aspect_ratio.replace("Auto", "1:1").split(":"))
-    assert stream.codec_context.name == "h264"
+    assert codec == "h264"
     assert [kind for kind, _ in _top_level(data)] == ORDER[moov_at_end]
     assert len(frames) == spec.seconds
     assert seconds == spec.seconds
-    assert float(frames[-1].pts * stream.time_base) == spec.seconds - 1
+    assert float(frames[-1].pts * time_base) == spec.seconds - 1
     assert (frames[0].width, frames[0].height) == (spec.width, spec.height)
     assert Fraction(frames[0].width, frames[0].height) == Fraction(across, down)
 

@@ -88,8 +88,10 @@ def test_a_real_decoder_plays_every_frame(duration: str, aspect_ratio: str) -> N
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
         frames = list(container.decode(stream))
+        # Read while the container is open: PyAV 19 refuses a closed container's stream attributes.
+        codec, time_base = stream.codec_context.name, stream.time_base
 
-    assert stream.codec_context.name == "h264"
+    assert codec == "h264"
     assert (frames[0].width, frames[0].height) == (spec.width, spec.height)
     assert len(frames) == spec.seconds
-    assert float(frames[-1].pts * stream.time_base) == spec.seconds - 1
+    assert float(frames[-1].pts * time_base) == spec.seconds - 1

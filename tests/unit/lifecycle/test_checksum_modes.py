@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_venice.lifecycle import s3upload
 from airflow_provider_venice.lifecycle.receive import VideoReceiver
@@ -37,6 +36,7 @@ from airflow_provider_venice.lifecycle.s3upload import (
 from airflow_provider_venice.operators.video import VeniceGenerateVideoOperator
 from airflow_provider_venice.testing import Mp4File, VideoSpec
 from airflow_provider_venice.transfers.venice_to_s3 import VeniceVideoToS3Operator
+from airflow_provider_venice.version_compat import AirflowFailException
 from tests.integration.s3_fixtures import (
     BUCKET,
     REQUESTS,

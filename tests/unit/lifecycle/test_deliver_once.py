@@ -18,7 +18,6 @@ from typing import Any
 
 import boto3
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_venice.client import NO_RETRY, VeniceClient
 from airflow_provider_venice.job import Stage, VeniceJob
@@ -29,6 +28,7 @@ from airflow_provider_venice.lifecycle.manifest import KIND, read_manifest
 from airflow_provider_venice.lifecycle.record import RECORD_KEY
 from airflow_provider_venice.lifecycle.s3upload import MIN_PART_SIZE
 from airflow_provider_venice.testing import VeniceEmulator
+from airflow_provider_venice.version_compat import AirflowException, AirflowFailException
 from tests.integration.s3_fixtures import (
     BUCKET,
     T2V,

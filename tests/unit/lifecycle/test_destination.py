@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_venice.lifecycle.destination import MANIFEST_SUFFIX, Destination
 from airflow_provider_venice.lifecycle.probe import PosterSpec
+from airflow_provider_venice.version_compat import AirflowFailException
 
 
 @pytest.mark.parametrize("bucket", ["abc", "venice-videos", "my.bucket.2024", "a" * 63, "0bucket9"])

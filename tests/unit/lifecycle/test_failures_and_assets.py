@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 from airflow.sdk import Asset, AssetAlias
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_venice.client import (
     AuthenticationError,
@@ -32,6 +31,7 @@ from airflow_provider_venice.lifecycle.failures import (
     VideoDeliveryError,
     as_airflow_failure,
 )
+from airflow_provider_venice.version_compat import AirflowException, AirflowFailException
 from tests.integration.s3_fixtures import make_context
 
 PERMANENT = [

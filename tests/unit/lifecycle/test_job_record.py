@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowException
 from hypothesis import given, strategies as st
 
 from airflow_provider_venice.job import Stage, VeniceJob
 from airflow_provider_venice.lifecycle.record import RECORD_KEY, JobRecord, RecordWriteError
+from airflow_provider_venice.version_compat import AirflowException
 from tests.unit.lifecycle.lifecycle_helpers import CountingStore, RecordingLog, new_record
 
 JOB = VeniceJob("wan-2-7-text-to-video", "q-1", None, 0.35, "f" * 32)

@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from hypothesis import given, strategies as st
 
 from airflow_provider_venice.client import (
@@ -34,6 +33,7 @@ from airflow_provider_venice.lifecycle.poll import (
     read_event,
 )
 from airflow_provider_venice.testing import VeniceEmulator
+from airflow_provider_venice.version_compat import AirflowException, AirflowFailException
 
 JOB = VeniceJob("wan-2-7-text-to-video", "q-7")
 BASE_URL = "https://venice.test/api/v1"

@@ -21,7 +21,6 @@ from typing import Any
 import av
 import pytest
 import structlog
-from airflow.sdk.exceptions import AirflowFailException
 from botocore.exceptions import ClientError
 
 from airflow_provider_venice.lifecycle.destination import Destination
@@ -30,6 +29,7 @@ from airflow_provider_venice.operators.video import VeniceGenerateVideoOperator
 from airflow_provider_venice.testing import Mp4File, VideoSpec
 from airflow_provider_venice.testing.mp4 import FPS, frame_size
 from airflow_provider_venice.transfers.venice_to_s3 import VeniceVideoToS3Operator
+from airflow_provider_venice.version_compat import AirflowFailException
 from tests.integration.s3_fixtures import (
     BUCKET,
     RECORD_KEY,

@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_venice.client import (
     NO_RETRY,
@@ -26,6 +25,7 @@ from airflow_provider_venice.job import Stage, VeniceJob, fingerprint
 from airflow_provider_venice.lifecycle.queue import budget, price, queue_paid, resume
 from airflow_provider_venice.lifecycle.record import RECORD_KEY
 from airflow_provider_venice.testing import VeniceEmulator
+from airflow_provider_venice.version_compat import AirflowException, AirflowFailException
 from tests.unit.lifecycle.lifecycle_helpers import CountingStore, RecordingLog, new_record
 
 BASE_URL = "https://venice.test/api/v1"

@@ -31,12 +31,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import boto3
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
 from airflow_provider_venice.lifecycle.s3upload import MIN_PART_SIZE
 from airflow_provider_venice.transfers.venice_to_s3 import VeniceVideoToS3Operator
+from airflow_provider_venice.version_compat import AirflowException, AirflowFailException
 from tests.integration.s3_fixtures import (
     BUCKET,
     RECORD_KEY,

@@ -8,13 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_venice.client import NO_RETRY, BadRequestError, DownloadUrlError, VeniceClient
 from airflow_provider_venice.job import Stage, VeniceJob
 from airflow_provider_venice.lifecycle.deliver import Delivery
 from airflow_provider_venice.lifecycle.release import release, release_delivered
 from airflow_provider_venice.testing import VeniceEmulator
+from airflow_provider_venice.version_compat import AirflowException, AirflowFailException
 from tests.integration.s3_fixtures import T2V, VPS, calls_to, job_state, queue_job
 from tests.unit.lifecycle.lifecycle_helpers import CountingStore, RecordingLog, new_record
 

@@ -29,10 +29,10 @@ from typing import Any
 
 import boto3
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_venice.lifecycle.s3upload import MIN_PART_SIZE
 from airflow_provider_venice.operators.video import VeniceGenerateVideoOperator
+from airflow_provider_venice.version_compat import AirflowException, AirflowFailException
 from tests.integration.s3_fixtures import (
     API_KEY,
     BUCKET,

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 import structlog
 from airflow.sdk import Asset, AssetAlias
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 
 from airflow_provider_venice.operators.video import VeniceGenerateVideoOperator
 from airflow_provider_venice.triggers.video import VeniceVideoTrigger
+from airflow_provider_venice.version_compat import AirflowException, AirflowFailException, TaskDeferred
 from tests.integration import s3_fixtures
 from tests.integration.s3_fixtures import (
     ASSET_EXTRA_KEYS,

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_provider_venice.version_compat import AirflowException, AirflowFailException
 
 if TYPE_CHECKING:
     from conftest import FakeVenice

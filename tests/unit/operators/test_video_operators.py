@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 import structlog
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_provider_venice.version_compat import AirflowException, AirflowFailException
 
 if TYPE_CHECKING:
     from conftest import FakeStore, FakeVenice

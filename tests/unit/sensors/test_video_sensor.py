@@ -17,18 +17,18 @@ from typing import Any
 
 import httpx
 import pytest
-from airflow.sdk.exceptions import (
-    AirflowException,
-    AirflowFailException,
-    AirflowRescheduleException,
-    TaskDeferred,
-)
 
 from airflow_provider_venice.client import DEFAULT_POLL_POLICY, JobStatus, forget_catalogues
 from airflow_provider_venice.client._polling import processing_delay
 from airflow_provider_venice.hooks.venice import register_transports, unregister_transports
 from airflow_provider_venice.sensors.video import VeniceVideoSensor
 from airflow_provider_venice.triggers.video import VeniceVideoTrigger
+from airflow_provider_venice.version_compat import (
+    AirflowException,
+    AirflowFailException,
+    AirflowRescheduleException,
+    TaskDeferred,
+)
 
 BASE_URL = "https://venice.test/api/v1"
 MODEL = "wan-2-7-text-to-video"

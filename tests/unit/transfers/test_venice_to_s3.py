@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 import structlog
 from airflow.sdk import Asset, AssetAlias
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_venice.lifecycle.destination import Destination
 from airflow_provider_venice.lifecycle.failures import VideoDeliveryError
 from airflow_provider_venice.lifecycle.receive import VideoReceiver
 from airflow_provider_venice.testing import run_emulator
 from airflow_provider_venice.transfers.venice_to_s3 import VeniceVideoToS3Operator
+from airflow_provider_venice.version_compat import AirflowException, AirflowFailException
 from tests.integration import s3_fixtures
 from tests.integration.s3_fixtures import (
     ASSET_EXTRA_KEYS,
