@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_venice.lifecycle.probe import POSTER_SUFFIXES, PosterSpec
 from airflow_provider_venice.lifecycle.s3upload import CHECKSUM_MODES
@@ -38,6 +38,20 @@ class Destination:
     poster_format: str = "jpeg"
     poster_max_side: int = 640
     checksum: str = "FULL_OBJECT"
+
+    @classmethod
+    def of_task(cls, task: Any) -> Destination:
+        """Read the destination from a delivering operator's rendered arguments (``s3_bucket``, ...)."""
+        return cls(
+            task.s3_bucket,
+            task.s3_key,
+            bool(task.replace),
+            task.manifest_key,
+            task.poster_key,
+            task.poster_format,
+            task.poster_max_side,
+            task.s3_checksum,
+        )
 
     def __post_init__(self) -> None:
         bucket, key = self.bucket, self.key

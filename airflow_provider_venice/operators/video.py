@@ -271,13 +271,4 @@ class VeniceGenerateVideoOperator(VeniceVideoQueueOperator):
     def _destination(self) -> Destination:
         from airflow_provider_venice.lifecycle.destination import Destination
 
-        return Destination(
-            self.s3_bucket,
-            self.s3_key,
-            bool(self.replace),
-            self.manifest_key,
-            self.poster_key,
-            self.poster_format,
-            self.poster_max_side,
-            self.s3_checksum,
-        )
+        return Destination.of_task(self)

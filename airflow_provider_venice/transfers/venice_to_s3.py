@@ -126,16 +126,7 @@ class VeniceVideoToS3Operator(BaseOperator):
             job = job_from_arguments(self.job, self.model, self.queue_id, self.download_url, self.quote_usd)
         except InvalidJobError as exc:
             raise AirflowFailException(str(exc)) from None
-        destination = Destination(
-            self.s3_bucket,
-            self.s3_key,
-            bool(self.replace),
-            self.manifest_key,
-            self.poster_key,
-            self.poster_format,
-            self.poster_max_side,
-            self.s3_checksum,
-        )
+        destination = Destination.of_task(self)
         tools = Tools(self.hook.get_conn, self.s3_hook.get_conn, self.log, self._abort)
         return deliver_job(context, job, destination, tools, complete=self.complete, outlets=self.outlets)
 
