@@ -9,7 +9,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
 
-.PHONY: install lint types unit integration e2e test demo bench clean
+.PHONY: install lint types unit integration e2e scale test demo bench clean system-packages
 
 .PHONY: uv
 uv: ## bootstrap uv when it is missing
@@ -22,6 +22,18 @@ $(VENV)/.installed: pyproject.toml uv.lock | uv
 	  echo "make install: could not install from uv.lock. If pyproject.toml changed, run 'uv lock' and commit uv.lock." >&2; \
 	  exit 1; }
 	touch $@
+
+# Debian packages the scale and browser tests drive: redis-server (the Celery broker) and chromium (the
+# headless browser test of the Venice page). Installed only when missing; the tests that need one skip,
+# naming it, where it cannot be installed (not root, no apt-get).
+SYSTEM_PACKAGES := redis-server:redis-server chromium:chromium
+system-packages:
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "not installed (the tests that need them will skip):$$missing" >&2; fi; \
+	fi
 
 install: $(VENV)/.installed ## create .venv and install the locked dev environment (uv.lock) and the package
 
@@ -38,10 +50,13 @@ unit: install
 integration: install
 	$(PY) -m pytest tests/integration -q -m integration
 
-e2e: install
+e2e: install system-packages
 	$(PY) -m pytest tests/e2e -q -m e2e
 
-test: lint types ## every check: lint, types, unit, integration, e2e
+scale: install system-packages ## CeleryExecutor, PostgreSQL, Redis and two triggerers, with faults
+	$(PY) -m pytest tests/scale -q -m scale
+
+test: lint types system-packages ## every check: lint, types, unit, integration, e2e, scale
 	$(PY) -m pytest -q
 
 demo: install ## run the text-to-video example DAG end to end (emulator + local S3, or the real services)
@@ -64,7 +79,7 @@ dist: install ## build the wheel and sdist into dist/, check their metadata, tes
 # re-installed only when pyproject.toml (or uv.lock) changed; see scripts/matrix.py for the cells.
 .PHONY: matrix
 matrix: | uv ## unit and DAG tests on Airflow 3.1, 3.2 and 3.3, unit tests on Python 3.12 and 3.13
-	UV="$(UV)" python3 scripts/matrix.py
+	UV="$(UV)" python3 scripts/matrix.py $(MATRIX_ARGS)
 
 clean:
 	rm -rf $(VENV) .airflow .demo .pytest_cache .mypy_cache .ruff_cache dist

@@ -80,4 +80,8 @@ def get_provider_info() -> dict[str, Any]:
                 "python-module": "airflow_provider_venice.transfers.venice_to_s3",
             }
         ],
+        "extra-links": [
+            "airflow_provider_venice.links.VeniceVideoLink",
+            "airflow_provider_venice.links.VeniceJobLink",
+        ],
     }

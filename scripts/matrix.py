@@ -24,6 +24,7 @@ virtualenv and its output in ``.venvs/logs/<cell>.log``.
 
     python3 scripts/matrix.py                # every cell
     python3 scripts/matrix.py --only airflow-3.1 --only "python-3.13 unit"   # some cells
+    python3 scripts/matrix.py --skip airflow-3.3   # all but some cells (`.ci/run`: make test just ran 3.3)
     python3 scripts/matrix.py --list
 
 Exits non-zero when any cell (or an install) fails. Standard library only: it runs before any venv exists.
@@ -311,9 +312,20 @@ def main() -> int:
     parser.add_argument(
         "--only", action="append", default=[], help="run this cell, or this virtualenv's cells (repeatable)"
     )
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        help="leave out this cell, or this virtualenv's cells (repeatable)",
+    )
     parser.add_argument("--list", action="store_true", help="list the cells and exit")
     args = parser.parse_args()
-    cells = [cell for cell in CELLS if not args.only or {cell.name, cell.venv.name} & set(args.only)]
+    cells = [
+        cell
+        for cell in CELLS
+        if (not args.only or {cell.name, cell.venv.name} & set(args.only))
+        and not {cell.name, cell.venv.name} & set(args.skip)
+    ]
     if not cells:
         raise SystemExit(f"matrix: no cell matches {args.only}")
     if args.list:

@@ -39,6 +39,24 @@ def default_outlets() -> list[AssetAlias]:
     return [AssetAlias(DEFAULT_ASSET_ALIAS)]
 
 
+class AnnouncesThroughAlias:
+    """Mixin of delivering operators: ``outlets`` default to :func:`default_outlets`, mapped tasks too.
+
+    ``Operator.partial()`` fills every argument the DAG author left out with Airflow's own default
+    (``outlets=[]``) before ``__init__`` ever runs, so the default must also be given there.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("outlets", default_outlets())
+        super().__init__(**kwargs)
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """Map the operator (``.partial().expand()``), announcing through the alias unless told otherwise."""
+        kwargs.setdefault("outlets", default_outlets())
+        return super().partial(**kwargs)  # type: ignore[misc]
+
+
 def announce(context: Mapping[str, Any], outlets: Iterable[Any], result: Mapping[str, Any]) -> None:
     """Add an event for ``s3://bucket/key`` through each alias outlet, and the details to each asset's."""
     extra = {key: result.get(key) for key in EXTRA_KEYS}

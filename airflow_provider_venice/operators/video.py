@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator
@@ -12,8 +12,10 @@ from airflow.sdk import BaseOperator
 from airflow_provider_venice.client import DEFAULT_POLL_POLICY, VeniceError
 from airflow_provider_venice.hooks.venice import VeniceHook
 from airflow_provider_venice.job import InvalidJobError, job_from_arguments
-from airflow_provider_venice.lifecycle.assets import default_outlets
+from airflow_provider_venice.lifecycle.assets import AnnouncesThroughAlias
 from airflow_provider_venice.lifecycle.poll import DEFAULT_DEFERRABLE
+from airflow_provider_venice.lineage import DeliveryLineageMixin, kept_for_lineage
+from airflow_provider_venice.links import DELIVERY_LINKS, store_links
 from airflow_provider_venice.operators.request import VeniceVideoRequestOperator
 from airflow_provider_venice.triggers.video import VeniceVideoTrigger
 from airflow_provider_venice.version_compat import AirflowFailException
@@ -147,7 +149,7 @@ class VeniceVideoCompleteOperator(BaseOperator):
         return {"model": job.model, "queue_id": job.queue_id, "completed": True}
 
 
-class VeniceGenerateVideoOperator(VeniceVideoQueueOperator):
+class VeniceGenerateVideoOperator(AnnouncesThroughAlias, DeliveryLineageMixin, VeniceVideoQueueOperator):
     """Generate a video and deliver it to S3 in one task: check, price, queue, wait, deliver, release.
 
     Made for DAG authors and dynamic task mapping (``.partial(...).expand(prompt=[...])``). Each stage
@@ -159,7 +161,9 @@ class VeniceGenerateVideoOperator(VeniceVideoQueueOperator):
     ``content_type``, ``manifest_uri``, ``poster_uri``, the probe's ``duration_s``, ``width``, ``height``,
     ``frame_rate``, ``video_codec``, ``has_audio``, and ``model``, ``queue_id``, ``quote_usd``), each key
     also pushed as its own XCom, and announces the object through its outlets
-    (``AssetAlias("venice-videos")``).
+    (``AssetAlias("venice-videos")``). Its extra links "Video" and "Venice job" open the video and the
+    job in the Venice page, also while the task waits; with the OpenLineage provider, its runs report the
+    video as output and the Venice job as the ``venice_job`` run facet.
 
     :param s3_bucket: destination bucket.
     :param s3_key: destination key (templated, e.g. ``videos/{{ ds }}/{{ ti.map_index }}.mp4``).
@@ -187,6 +191,7 @@ class VeniceGenerateVideoOperator(VeniceVideoQueueOperator):
         "aws_conn_id",
     )
     ui_color = "#b9e0c4"
+    operator_extra_links = DELIVERY_LINKS
 
     def __init__(
         self,
@@ -205,7 +210,6 @@ class VeniceGenerateVideoOperator(VeniceVideoQueueOperator):
         window_interval_s: float = DEFAULT_POLL_POLICY.window_interval_s,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("outlets", default_outlets())
         super().__init__(**kwargs)
         self.s3_bucket = s3_bucket
         self.s3_key = s3_key
@@ -234,6 +238,7 @@ class VeniceGenerateVideoOperator(VeniceVideoQueueOperator):
 
         return Tools(self.hook.get_conn, self.s3_hook.get_conn, self.log, self._abort)
 
+    @kept_for_lineage
     def execute(self, context: Context) -> dict[str, Any]:
         """Queue (or resume) this task instance's job, wait for it, deliver it, release it."""
         from airflow_provider_venice.lifecycle.flows import generate_video
@@ -245,10 +250,11 @@ class VeniceGenerateVideoOperator(VeniceVideoQueueOperator):
             self.tools(),
             wait_timeout=self.wait_timeout,
             window_interval_s=self.window_interval_s,
-            defer=self._defer if self.deferrable else None,
+            defer=partial(self._defer, context) if self.deferrable else None,
             outlets=self.outlets,
         )
 
+    @kept_for_lineage
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Back from the triggerer: deliver the finished video."""
         from airflow_provider_venice.lifecycle.flows import generate_after_wait
@@ -261,7 +267,8 @@ class VeniceGenerateVideoOperator(VeniceVideoQueueOperator):
         """Stop an upload in flight (its multipart upload is aborted)."""
         self._abort.set()
 
-    def _defer(self, poller: Poller, delay_s: float) -> NoReturn:
+    def _defer(self, context: Context, poller: Poller, delay_s: float) -> NoReturn:
+        store_links(self, context)  # so the links show while the task waits
         self.defer(
             trigger=VeniceVideoTrigger.watching(poller, delay_s, self.venice_conn_id),
             method_name="execute_complete",

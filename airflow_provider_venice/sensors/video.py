@@ -11,6 +11,7 @@ from airflow_provider_venice.client import DEFAULT_POLL_POLICY
 from airflow_provider_venice.hooks.venice import VeniceHook
 from airflow_provider_venice.job import InvalidJobError, VeniceJob, job_from_arguments
 from airflow_provider_venice.lifecycle.poll import DEFAULT_DEFERRABLE, Poller, deadline_after, read_event
+from airflow_provider_venice.sensors.start_from_trigger import fallback_reason, start_trigger_args
 from airflow_provider_venice.triggers.video import VeniceVideoTrigger
 from airflow_provider_venice.version_compat import AirflowFailException
 
@@ -37,6 +38,11 @@ class VeniceVideoSensor(BaseSensorOperator):
 
     :param job: the job from ``VeniceVideoQueueOperator`` (a dict with ``model`` and ``queue_id``).
     :param deferrable: wait in the triggerer instead of on a worker.
+    :param start_from_trigger: (Airflow 3.3) start the wait in the triggerer straight from the scheduler:
+        no worker runs until the job has finished, and then only ``execute_complete``. The job's fields
+        may be task outputs or templates (the triggerer renders them); ``deferrable`` must stay on.
+        Where it cannot apply (Airflow 3.1 and 3.2, mapped tasks) the sensor defers from the worker as
+        usual and logs why.
     """
 
     template_fields: Sequence[str] = ("job", "model", "queue_id", "download_url", "venice_conn_id")
@@ -52,6 +58,7 @@ class VeniceVideoSensor(BaseSensorOperator):
         venice_conn_id: str = VeniceHook.default_conn_name,
         deferrable: bool = DEFAULT_DEFERRABLE,
         window_interval_s: float = DEFAULT_POLL_POLICY.window_interval_s,
+        start_from_trigger: bool = False,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", DEFAULT_POLL_POLICY.window_interval_s)
@@ -66,6 +73,14 @@ class VeniceVideoSensor(BaseSensorOperator):
         self.window_interval_s = window_interval_s
         self._poller: Poller | None = None
         self._record: JobRecord | None = None
+        if start_from_trigger:
+            if not deferrable:
+                raise ValueError(f"{self.task_id}: start_from_trigger=True needs deferrable=True")
+            fields = {"job": job, "model": model, "queue_id": queue_id, "download_url": download_url}
+            self.start_trigger_args = start_trigger_args(
+                {**fields, "venice_conn_id": venice_conn_id}, self.timeout, window_interval_s
+            )
+            self.start_from_trigger = True
 
     @cached_property
     def hook(self) -> VeniceHook:
@@ -76,6 +91,10 @@ class VeniceVideoSensor(BaseSensorOperator):
         """Check once; then defer to the triggerer, or poke as an ordinary sensor."""
         from airflow_provider_venice.lifecycle.record import JobRecord
 
+        if self.start_from_trigger:
+            self.log.info(
+                "start_from_trigger does not apply: %s; deferring from here.", fallback_reason(context)
+            )
         job = self._watched_job()
         if not self.deferrable:
             self._record = JobRecord(context, self.log)

@@ -10,7 +10,9 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_venice.hooks.venice import VeniceHook
 from airflow_provider_venice.job import InvalidJobError, job_from_arguments
-from airflow_provider_venice.lifecycle.assets import default_outlets
+from airflow_provider_venice.lifecycle.assets import AnnouncesThroughAlias
+from airflow_provider_venice.lineage import DeliveryLineageMixin, kept_for_lineage
+from airflow_provider_venice.links import DELIVERY_LINKS
 from airflow_provider_venice.version_compat import AirflowFailException
 
 if TYPE_CHECKING:
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class VeniceVideoToS3Operator(BaseOperator):
+class VeniceVideoToS3Operator(AnnouncesThroughAlias, DeliveryLineageMixin, BaseOperator):
     """Stream a finished Venice video into S3, verify it, write its manifest, then release the job.
 
     Pass the job natively: ``job=wait.output`` (or ``job=queue.output``), or ``model`` and ``queue_id``
@@ -33,7 +35,9 @@ class VeniceVideoToS3Operator(BaseOperator):
     Returns ``{"s3_uri", "bucket", "key", "size_bytes", "sha256", "checksum_crc32", "content_type",
     "manifest_uri", "poster_uri", "duration_s", "width", "height", "frame_rate", "video_codec", "has_audio",
     "model", "queue_id", "quote_usd"}``, each key also pushed as its own XCom, and
-    announces the object through its outlets (by default ``AssetAlias("venice-videos")``).
+    announces the object through its outlets (by default ``AssetAlias("venice-videos")``). Its extra links
+    "Video" and "Venice job" open the video and the job in the Venice page; with the OpenLineage
+    provider, its runs report the video as output and the Venice job as the ``venice_job`` run facet.
 
     :param replace: overwrite an existing object; when False (the default) an existing key fails before
         any download (unless its manifest says it already holds this job's video), and the write itself
@@ -62,6 +66,7 @@ class VeniceVideoToS3Operator(BaseOperator):
         "aws_conn_id",
     )
     ui_color = "#ffe8cc"
+    operator_extra_links = DELIVERY_LINKS
 
     def __init__(
         self,
@@ -84,7 +89,6 @@ class VeniceVideoToS3Operator(BaseOperator):
         complete: bool = True,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("outlets", default_outlets())
         kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         self.job = job
@@ -117,6 +121,7 @@ class VeniceVideoToS3Operator(BaseOperator):
 
         return s3_hook(self.aws_conn_id, self.s3_checksum)
 
+    @kept_for_lineage
     def execute(self, context: Context) -> dict[str, Any]:
         """Deliver once, verify, release once."""
         from airflow_provider_venice.lifecycle.destination import Destination
@@ -126,9 +131,13 @@ class VeniceVideoToS3Operator(BaseOperator):
             job = job_from_arguments(self.job, self.model, self.queue_id, self.download_url, self.quote_usd)
         except InvalidJobError as exc:
             raise AirflowFailException(str(exc)) from None
+        self._lineage_job = job
         destination = Destination.of_task(self)
         tools = Tools(self.hook.get_conn, self.s3_hook.get_conn, self.log, self._abort)
         return deliver_job(context, job, destination, tools, complete=self.complete, outlets=self.outlets)
+
+    def _lineage_stage_when_done(self) -> str:
+        return "completed" if self.complete else "delivered"
 
     def on_kill(self) -> None:
         """Stop an upload in flight (its multipart upload is aborted)."""

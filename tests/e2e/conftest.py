@@ -1,4 +1,9 @@
-"""A real Airflow deployment for the end-to-end tests, shared by every test of the module.
+"""A real Airflow deployment for the end-to-end tests, shared by every test of this package.
+
+The modules run in name order on the one deployment: ``test_deployment`` runs the example DAGs,
+then ``test_venice_page`` looks at what they left, as a person would (the page, the links, a browser).
+Nobody gets in anonymously: the simple auth manager has an admin and a viewer whose passwords are
+written before the start; ``Deployment.api`` logs in as the admin and sends a bearer token.
 
 A temporary ``AIRFLOW_HOME`` (SQLite, LocalExecutor) is migrated with ``airflow db migrate``; then
 ``api-server``, ``scheduler``, ``dag-processor`` and ``triggerer`` run as separate processes bound to
@@ -34,6 +39,7 @@ from tests.e2e.deployment import (
     Deployment,
     airflow_settings,
     clean_environment,
+    write_passwords,
 )
 
 
@@ -47,7 +53,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """Start the whole deployment once; stop every process by pid at the end, whatever happened."""
     home = tmp_path_factory.mktemp("airflow_e2e")
@@ -73,7 +79,10 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         env["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(
             {"conn_type": "aws", "extra": {"endpoint_url": s3_server.url}}
         )
-        deployment = Deployment(home, env, f"http://127.0.0.1:{api_port}", emulator, s3_server)
+        passwords = write_passwords(home)
+        deployment = Deployment(
+            home, env, f"http://127.0.0.1:{api_port}", emulator, s3_server, passwords=passwords
+        )
         deployment.s3().create_bucket(Bucket=BUCKET)
 
         migrate = subprocess.run(

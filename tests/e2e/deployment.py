@@ -37,6 +37,13 @@ EXAMPLE_DAGS = (
     "venice_vps_step_by_step",
     "venice_new_video_catalogue",
 )
+# The simple auth manager's users (``name:role``): nobody gets in without logging in as one of them.
+ADMIN = "admin"
+VIEWER = "viewer"
+USERS = {ADMIN: "admin", VIEWER: "viewer"}  # user: role
+GENERATED_PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"  # the auth manager's default
+PASSWORDS_FILE = "simple_auth_manager_passwords.json"
+TOKEN_COOKIE = "_token"
 
 
 def airflow_settings(home: Path, api_port: int) -> dict[str, str]:
@@ -50,7 +57,13 @@ def airflow_settings(home: Path, api_port: int) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        # Real users with passwords written before the start (``write_passwords``); the all-admins mode
+        # would let anonymous requests in (on 3.2+ its middleware logs every request in as an admin).
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
+            f"{user}:{role}" for user, role in USERS.items()
+        ),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / PASSWORDS_FILE),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url}/execution/",
         "AIRFLOW__CORE__FERNET_KEY": "",
         # Tasks without their own retry settings still get one quick retry (apache/airflow#71580).
@@ -77,6 +90,19 @@ def airflow_settings(home: Path, api_port: int) -> dict[str, str]:
         "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "6",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
     }
+
+
+def write_passwords(home: Path) -> dict[str, str]:
+    """Write the simple auth manager's passwords file (``{user: password}``) for ``USERS``; return it.
+
+    The auth manager keeps a passwords file that exists at start and only adds missing users, so the
+    tests know every password without reading the api-server's log.
+    """
+    passwords = {name: secrets.token_urlsafe(12) for name in USERS}
+    path = home / PASSWORDS_FILE
+    path.write_text(json.dumps(passwords) + "\n")
+    path.chmod(0o600)
+    return passwords
 
 
 @dataclass
@@ -118,6 +144,9 @@ class Deployment:
     s3_server: ServiceProcess
     processes: dict[str, AirflowProcess] = field(default_factory=dict)
     retired: list[AirflowProcess] = field(default_factory=list)
+    # user -> password; when empty, read from the auth manager's passwords file (``password``)
+    passwords: dict[str, str] = field(default_factory=dict)
+    _tokens: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     # --- clients ----------------------------------------------------------------------------
 
@@ -134,9 +163,43 @@ class Deployment:
             region_name="us-east-1",
         )
 
+    def password(self, user: str = ADMIN) -> str:
+        """The password of ``user``: the one written before the start, else the auth manager's file's."""
+        if user not in self.passwords:
+            configured = self.env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE")
+            path = Path(configured) if configured else self.home / GENERATED_PASSWORDS_FILE
+            self.passwords.update(json.loads(path.read_text()))
+        return self.passwords[user]
+
+    def token(self, user: str = ADMIN, *, fresh: bool = False) -> str:
+        """A JWT for ``user`` from ``POST /auth/token`` (what the login form does), cached per user."""
+        if fresh or user not in self._tokens:
+            response = httpx.post(
+                f"{self.api_url}/auth/token",
+                json={"username": user, "password": self.password(user)},
+                timeout=30,
+            )
+            assert response.is_success, f"login as {user}: {response.status_code} {response.text}"
+            self._tokens[user] = response.json()["access_token"]
+        return self._tokens[user]
+
+    def request(self, method: str, path: str, *, user: str | None = ADMIN, **kwargs: Any) -> httpx.Response:
+        """Call any path of the api-server (``path`` relative to its root) as ``user`` (None: anonymous)."""
+        url = f"{self.api_url}/{path.lstrip('/')}"
+        all_admins = self.env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "").lower() == "true"
+        if user is None or all_admins:
+            return httpx.request(method, url, timeout=30, **kwargs)
+        headers = dict(kwargs.pop("headers", None) or {})
+        headers["Authorization"] = f"Bearer {self.token(user)}"
+        response = httpx.request(method, url, headers=headers, timeout=30, **kwargs)
+        if response.status_code == 401:  # the cached token expired: log in again, once
+            headers["Authorization"] = f"Bearer {self.token(user, fresh=True)}"
+            response = httpx.request(method, url, headers=headers, timeout=30, **kwargs)
+        return response
+
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Call the Airflow REST API (``/api/v2``); the all-admins auth manager needs no login."""
-        return httpx.request(method, f"{self.api_url}/api/v2{path}", timeout=30, **kwargs)
+        """Call the Airflow REST API (``/api/v2``) as the admin user, with a bearer token."""
+        return self.request(method, f"/api/v2{path}", **kwargs)
 
     def api_json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.api(method, path, **kwargs)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import structlog
-from airflow.sdk import Asset, AssetAlias
+from airflow.sdk import DAG, Asset, AssetAlias
 
 from airflow_provider_venice.operators.video import VeniceGenerateVideoOperator
 from airflow_provider_venice.triggers.video import VeniceVideoTrigger
@@ -159,6 +159,19 @@ def test_defaults_wait_in_the_triggerer_push_each_key_and_announce_through_the_a
     assert {"s3_key", "manifest_key", "poster_key"} <= set(op.template_fields)
     assert (op.poster_key, op.poster_format, op.poster_max_side) == (None, "jpeg", 640)
     assert op.s3_checksum == "FULL_OBJECT"
+
+
+def test_a_mapped_generate_task_announces_through_the_alias_too():
+    # .partial() fills outlets=[] (Airflow's default) before __init__ runs: the alias must survive it
+    with DAG("mapped_outlets", schedule=None):
+        mapped = VeniceGenerateVideoOperator.partial(
+            task_id="g", model=T2V, duration="5s", s3_bucket=BUCKET
+        ).expand(prompt=["a", "b"], s3_key=["a.mp4", "b.mp4"])
+        own = VeniceGenerateVideoOperator.partial(
+            task_id="own", model=T2V, duration="5s", s3_bucket=BUCKET, outlets=[]
+        ).expand(prompt=["a"], s3_key=["a.mp4"])
+    assert mapped.outlets == [AssetAlias("venice-videos")]
+    assert own.outlets == []
 
 
 def test_poster_options_reach_the_delivery(venice, moto_s3):

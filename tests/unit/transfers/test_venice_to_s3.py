@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import structlog
-from airflow.sdk import Asset, AssetAlias
+from airflow.sdk import DAG, Asset, AssetAlias
 
 from airflow_provider_venice.lifecycle.destination import Destination
 from airflow_provider_venice.lifecycle.failures import VideoDeliveryError
@@ -136,6 +136,15 @@ def assert_failed_cleanly(
 
 
 # --- the contract --------------------------------------------------------------------------------
+
+
+def test_a_mapped_delivery_announces_through_the_alias_too() -> None:
+    # .partial() fills outlets=[] (Airflow's default) before __init__ runs: the alias must survive it
+    with DAG("mapped_outlets", schedule=None):
+        mapped = VeniceVideoToS3Operator.partial(task_id="t", s3_bucket=BUCKET).expand(
+            job=[{"model": T2V, "queue_id": "q"}], s3_key=[KEY]
+        )
+    assert mapped.outlets == [AssetAlias("venice-videos")]
 
 
 def test_defaults_push_each_key_and_announce_through_the_alias() -> None:

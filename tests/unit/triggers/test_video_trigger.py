@@ -12,15 +12,18 @@ import importlib
 import json
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from airflow_provider_venice.hooks.venice import register_transports, unregister_transports
 from airflow_provider_venice.job import VeniceJob
-from airflow_provider_venice.lifecycle.poll import Poller
+from airflow_provider_venice.lifecycle.poll import DEFERRAL_GRACE_S, Poller
 from airflow_provider_venice.testing import VeniceEmulator
-from airflow_provider_venice.triggers.video import VeniceVideoTrigger
+from airflow_provider_venice.triggers.video import DEFAULT_WAIT_S, VeniceVideoTrigger
+from airflow_provider_venice.version_compat import AIRFLOW_V_3_3_PLUS
 
 T2V = "wan-2-7-text-to-video"  # the emulator's estimate for it is 0.8 x the true length
 VPS = "grok-imagine-text-to-video-private"
@@ -412,3 +415,156 @@ def test_many_triggers_share_one_loop(emulator: VeniceEmulator) -> None:
     assert [len(events) for events in results] == [1] * 5
     assert {events[0].payload["queue_id"] for events in results} == {job["queue_id"] for job in jobs}
     assert all(events[0].payload["status"] == "success" for events in results)
+
+
+# --- cleanup and on_kill (apache/airflow#41231, #73454) ----------------------------------------------
+
+
+class Recorder:
+    """An ``httpx.MockTransport`` handler that records every request and answers PROCESSING."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str]] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append((request.method, request.url.path))
+        return httpx.Response(200, json={"status": "PROCESSING", "average_execution_time": 600_000})
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
+    """Venice behind ``venice_default`` as a recording mock transport."""
+    base_url, fake = "https://venice.test/api/v1", Recorder()
+    conn = {"conn_type": "venice", "host": base_url, "password": "sk-kill", "extra": {"max_retries": 0}}
+    monkeypatch.setenv("AIRFLOW_CONN_VENICE_DEFAULT", json.dumps(conn))
+    register_transports(base_url, httpx.MockTransport(fake.handle), httpx.MockTransport(fake.handle))
+    yield fake
+    unregister_transports(base_url)
+
+
+def test_on_kill_and_cleanup_of_a_fresh_trigger_make_no_request(recorder: Recorder) -> None:
+    trig = trigger({"model": T2V, "queue_id": "q-kill"})
+
+    async def main() -> None:
+        await trig.on_kill()
+        await trig.cleanup()
+
+    asyncio.run(main())
+    assert recorder.requests == []
+
+
+def test_on_kill_after_reassignment_leaves_the_job_alone(recorder: Recorder) -> None:
+    """What 3.3.2 does to a stalled triggerer's triggers: cancel "by user action", on_kill, cleanup."""
+    trig = trigger({"model": T2V, "queue_id": "q-kill"})
+
+    async def main() -> None:
+        task = asyncio.ensure_future(trig.run().__anext__())
+        await until(lambda: bool(recorder.requests))
+        task.cancel("Trigger cancelled by user action")  # the triggerer's message; on_kill follows
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await trig.on_kill()
+        await trig.cleanup()
+
+    asyncio.run(main())
+    assert recorder.requests == [("POST", "/api/v1/video/retrieve")]
+
+
+def test_on_kill_and_cleanup_leave_an_emulated_job_running(emulator: VeniceEmulator) -> None:
+    job = queue(emulator)
+    trig = trigger(job)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(trig.run().__anext__())
+        await until(lambda: bool(retrieves(emulator)))
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await trig.on_kill()
+        await trig.cleanup()
+
+    asyncio.run(main())
+    never_paid_nor_released(emulator)
+    assert {call["path"] for call in emulator.calls()} == {"/api/v1/video/queue", RETRIEVE}
+    [state] = emulator.jobs()
+    assert state["media_deleted"] is False
+    assert state["status"] != "CANCELLED"
+
+
+def test_the_trigger_defines_its_own_harmless_on_kill_and_cleanup() -> None:
+    """Not inherited by accident: a base class that one day cancels would not reach the Venice job."""
+    assert "on_kill" in VeniceVideoTrigger.__dict__
+    assert "cleanup" in VeniceVideoTrigger.__dict__
+
+
+# --- started from the scheduler: templated fields rendered in the triggerer -------------------------
+
+RENDERED_IN_TRIGGERER = pytest.mark.skipif(
+    not AIRFLOW_V_3_3_PLUS, reason="triggers render templated fields from Airflow 3.3 (start_from_trigger)"
+)
+
+
+@RENDERED_IN_TRIGGERER
+def test_templated_fields_are_checked_only_once_rendered() -> None:
+    trig = VeniceVideoTrigger(job="{{ ti.xcom_pull(task_ids='queue') }}", download_url="{{ none }}")
+    assert trig.job == "{{ ti.xcom_pull(task_ids='queue') }}"  # kept raw: the triggerer renders it
+    trig.template_fields = ("job", "download_url")  # what the triggerer keeps for a sensor
+    job = {"model": T2V, "queue_id": "q-x", "download_url": None, "quote_usd": 0.35}
+    trig.render_template_fields({"ti": _XComTI(job), "none": None})  # type: ignore[arg-type]
+    assert trig.job == job  # native: the dict itself, not its text
+    assert trig.download_url is None
+    assert trig.watched_job() == VeniceJob(T2V, "q-x", None, 0.35)
+
+
+@RENDERED_IN_TRIGGERER
+def test_a_rendered_queue_id_is_used() -> None:
+    trig = VeniceVideoTrigger(model=T2V, queue_id="{{ dag_run.conf['queue_id'] }}")
+    trig.template_fields = ("model", "queue_id")
+    trig.render_template_fields({"dag_run": _Run({"queue_id": "q-conf"})})  # type: ignore[arg-type]
+    assert trig.watched_job().queue_id == "q-conf"
+
+
+@RENDERED_IN_TRIGGERER
+def test_an_id_that_renders_to_a_number_stays_text() -> None:
+    trig = VeniceVideoTrigger(model=T2V, queue_id="{{ dag_run.conf['queue_id'] }}")
+    trig.template_fields = ("model", "queue_id")
+    trig.render_template_fields({"dag_run": _Run({"queue_id": "12345"})})  # type: ignore[arg-type]
+    assert trig.watched_job().queue_id == "12345"
+
+
+@RENDERED_IN_TRIGGERER
+def test_a_template_that_renders_to_no_job_is_an_error_event(recorder: Recorder) -> None:
+    trig = VeniceVideoTrigger(model=T2V, queue_id="{{ nothing }}")
+    trig.template_fields = ("queue_id",)
+    trig.render_template_fields({"nothing": None})  # type: ignore[arg-type]
+
+    async def main() -> list[Any]:
+        return [event async for event in trig.run()]
+
+    [event] = asyncio.run(main())
+    assert event.payload["status"] == "error"
+    assert "queue_id" in event.payload["message"]
+    assert "retryable" not in event.payload  # a retry renders the same value
+    assert recorder.requests == []
+
+
+def test_without_a_deadline_the_deferral_timeout_less_the_grace_is_used() -> None:
+    trig = VeniceVideoTrigger(model=T2V, queue_id="q-1")
+    trig.timeout_after = datetime.fromtimestamp(2_000_000_000, tz=UTC)  # set by the triggerer
+    assert trig._deadline() == 2_000_000_000 - DEFERRAL_GRACE_S
+    assert trig.serialize()[1]["deadline"] == 2_000_000_000 - DEFERRAL_GRACE_S
+    lone = VeniceVideoTrigger(model=T2V, queue_id="q-1")
+    assert time.time() + DEFAULT_WAIT_S - 5 < lone._deadline() <= time.time() + DEFAULT_WAIT_S
+
+
+class _XComTI:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def xcom_pull(self, task_ids: str, key: str = "return_value") -> Any:
+        return self.value
+
+
+class _Run:
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self.conf = conf

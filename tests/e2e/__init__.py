@@ -1,0 +1,1 @@
+"""End-to-end tests: a real Airflow deployment (a package, so that its modules share the deployment)."""

@@ -1,0 +1,1 @@
+"""Scale tests: CeleryExecutor, PostgreSQL, Redis, two workers and two triggerers, with faults."""
