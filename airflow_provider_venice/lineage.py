@@ -169,7 +169,7 @@ def kept_for_lineage(method: _Method) -> _Method:
     def run(
         self: DeliveryLineageMixin, context: Mapping[str, Any], *args: Any, **kwargs: Any
     ) -> dict[str, Any]:
-        self._lineage_error = None
+        self._lineage_result, self._lineage_error, self._lineage_record = None, None, None
         try:
             result = method(self, context, *args, **kwargs)
         except Exception as exc:

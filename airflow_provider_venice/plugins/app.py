@@ -98,7 +98,7 @@ def spend(
     where = events.VideoFilter(dags, dag_id or None, model or None, first, last)
     jobs = [
         job
-        for job in records.all_records(session, dags)
+        for job in records.all_records(session, dags).items
         if (not dag_id or job.dag_id == dag_id) and (not model or job.model == model)
     ]
     risky = [item.job for item in at_risk(session, jobs)]
@@ -113,20 +113,20 @@ def spend(
 @router.get("/at-risk", response_class=HTMLResponse)
 def money_at_risk(session: SessionDep, dags: ReadableDags) -> str:
     """List every job paid (or maybe paid) and not delivered, or delivered and not released."""
-    found = records.all_records(session, dags)
+    scan = records.all_records(session, dags)
     return render(
         "at_risk.html",
         "Money at risk",
         active="at-risk",
-        items=at_risk(session, found),
-        capped=len(found) >= records.SCAN_LIMIT,
+        items=at_risk(session, scan.items),
+        capped=scan.capped,
     )
 
 
 @router.get("/jobs/{queue_id}", response_class=HTMLResponse)
 def job(queue_id: str, session: SessionDep, dags: ReadableDags) -> str:
     """Show one Venice job: stage, quote, model, task, and its video once delivered."""
-    found = [r for r in records.all_records(session, dags) if r.queue_id == queue_id]
+    found = [r for r in records.all_records(session, dags).items if r.queue_id == queue_id]
     # the task that took the job furthest (a queue task's record stays at "queued" once it handed it on)
     record = max(found, key=lambda r: records.stage_rank(r.stage), default=None)
     video = events.video_by_queue_id(session, queue_id, dags)
@@ -152,8 +152,15 @@ def poster(event_id: int, session: SessionDep, dags: ReadableDags) -> Response:
     video = events.video_by_id(session, event_id, dags)
     if video is None or not video.poster_uri:
         raise HTTPException(404, "no poster frame for this video")
-    image = media.read_poster(aws_conn_id(), video.poster_uri)
-    headers = {"Cache-Control": "private, max-age=3600"}
+    try:
+        image = media.read_poster(aws_conn_id(), video.poster_uri, video.s3_uri)
+    except media.NotOurs as exc:
+        raise HTTPException(404, str(exc)) from None
+    headers = {
+        "Cache-Control": "private, max-age=3600",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox; default-src 'none'",
+    }
     return Response(image.body, media_type=image.content_type, headers=headers)
 
 
@@ -163,7 +170,14 @@ def play(event_id: int, session: SessionDep, dags: ReadableDags) -> RedirectResp
     video = events.video_by_id(session, event_id, dags)
     if video is None or not video.s3_uri:
         raise HTTPException(404, "no such video")
-    return RedirectResponse(media.play_url(aws_conn_id(), video.s3_uri), status_code=307)
+    return _play(video.s3_uri, video.queue_id)
+
+
+def _play(s3_uri: str, queue_id: str | None) -> RedirectResponse:
+    try:
+        return RedirectResponse(media.play_url(aws_conn_id(), s3_uri, queue_id), status_code=307)
+    except media.NotOurs as exc:
+        raise HTTPException(404, str(exc)) from None
 
 
 def _not_delivered(task: dict[str, object], record: records.JobEntry | None) -> HTMLResponse:
@@ -179,7 +193,7 @@ def video_link(
     _readable(dags, dag_id)
     outcome = task_outcome(session, dag_id, run_id, task_id, map_index)
     if outcome.s3_uri:
-        return RedirectResponse(media.play_url(aws_conn_id(), outcome.s3_uri), status_code=307)
+        return _play(outcome.s3_uri, outcome.queue_id)
     task = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index}
     return _not_delivered(task, outcome.record)
 

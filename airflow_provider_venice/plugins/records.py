@@ -97,9 +97,8 @@ def _state_store_rows(session: Session, where: Any, limit: int) -> list[JobEntry
         Row.key == RECORD_KEY, *where(Row)
     )
     found = []
-    for dag_id, run_id, task_id, map_index, value in session.execute(
-        query.order_by(Row.updated_at.desc()).limit(limit)
-    ):
+    rows = session.execute(query.order_by(Row.updated_at.desc()).limit(limit)).all()
+    for dag_id, run_id, task_id, map_index, value in rows:
         task = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index}
         if (item := entry(task, _loads(value))) is not None:
             found.append(item)
@@ -126,7 +125,7 @@ def _decrypted(text: str | None) -> str | None:
         return None
 
 
-def _variable_rows(session: Session, limit: int) -> list[JobEntry]:
+def _variable_rows(session: Session, limit: int) -> tuple[list[JobEntry], bool]:
     from airflow.models.variable import Variable
 
     # Columns, not Variable objects: loading a Variable registers its value with the secrets masker,
@@ -140,17 +139,32 @@ def _variable_rows(session: Session, limit: int) -> list[JobEntry]:
         .where(Variable.key.like(KEY_PREFIX.replace("_", "\\_") + "%", escape="\\"))
         .limit(limit)
     )
-    return [item for text, encrypted in session.execute(query) if (item := _variable_entry(text, encrypted))]
+    rows = session.execute(query).all()
+    found = [item for text, encrypted in rows if (item := _variable_entry(text, encrypted))]
+    return found, len(rows) >= limit
 
 
-def all_records(session: Session, dag_ids: Collection[str], limit: int = SCAN_LIMIT) -> list[JobEntry]:
-    """Return the job records of the readable DAGs (at most ``limit`` from each store)."""
+@dataclass(frozen=True)
+class Scan:
+    """The job records of the readable DAGs, and whether a store held more than were read."""
+
+    items: list[JobEntry]
+    capped: bool
+
+
+def all_records(session: Session, dag_ids: Collection[str], limit: int = SCAN_LIMIT) -> Scan:
+    """Return the job records of the readable DAGs (at most ``limit`` read from each store).
+
+    The Variables' DAG is inside their (maybe encrypted) value, so they are read first and filtered
+    here: ``capped`` says whether either store had more rows than were read, whoever's they were.
+    """
     readable = sorted(dag_ids)
-    found = _variable_rows(session, limit)
+    found, capped = _variable_rows(session, limit)
     if AIRFLOW_V_3_3_PLUS:
-        found += _state_store_rows(session, lambda row: [row.dag_id.in_(readable)], limit)
+        stored = _state_store_rows(session, lambda row: [row.dag_id.in_(readable)], limit)
+        found, capped = found + stored, capped or len(stored) >= limit
     allowed = set(readable)
-    return [item for item in found if item.dag_id in allowed]
+    return Scan([item for item in found if item.dag_id in allowed], capped)
 
 
 def record_of_task(

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
     from airflow_provider_venice.plugins.records import JobEntry
 
+RUNS_PER_QUERY = 500  # DAG runs per query: SQLite allows 32,766 parameters in one statement
+
 NEXT_STEP = {
     "queueing": (
         "The queue request was sent but Venice's answer was never recorded: it may have been charged. "
@@ -64,30 +66,59 @@ def _unfinished_tasks(session: Session, delivered: list[JobEntry]) -> set[tuple[
 
 
 def _handed_on(session: Session, records: list[JobEntry]) -> set[JobEntry]:
-    """Return the ``queued`` records of tasks that handed their job on to other tasks.
+    """Return the ``queued`` records of tasks that handed their job on, and whose job was settled.
 
     A queue task's record stays at ``queued``: the job goes on to a sensor and a to-S3 or complete
-    task. It is settled when another task's record of the same job got further, or when the queue task
-    and its whole DAG run succeeded (a complete task released the job, or a delivery succeeded).
+    task. It is settled when another task's record of the same job got further (a to-S3 task's), or
+    when a ``VeniceVideoCompleteOperator`` of the same run released that very job (its result names
+    the queue_id). A run that merely succeeded proves nothing: a leaf with ``trigger_rule="all_done"``
+    succeeds after the delivery failed.
     """
     further = {item.queue_id for item in records if item.queue_id and item.stage not in NOT_DELIVERED}
-    queued = [item for item in records if item.stage == "queued"]
+    queued = [item for item in records if item.stage == "queued" and item.queue_id]
     settled = {item for item in queued if item.queue_id in further}
     waiting = [item for item in queued if item not in settled]
-    if not waiting:
-        return settled
-    from airflow.models.dagrun import DagRun
-    from airflow.models.taskinstance import TaskInstance as TI
+    released = _released(session, {(item.dag_id, item.run_id) for item in waiting})
+    return settled | {item for item in waiting if (item.dag_id, item.run_id, item.queue_id) in released}
 
-    keys = [(item.dag_id, item.run_id, item.task_id, item.map_index) for item in waiting]
-    query = (
-        sa.select(TI.dag_id, TI.run_id, TI.task_id, TI.map_index)
-        .join(DagRun, sa.and_(DagRun.dag_id == TI.dag_id, DagRun.run_id == TI.run_id))
-        .where(sa.tuple_(TI.dag_id, TI.run_id, TI.task_id, TI.map_index).in_(keys))
-        .where(TI.state == "success", DagRun.state == "success")
-    )
-    done = {tuple(row) for row in session.execute(query)}
-    return settled | {item for item, key in zip(waiting, keys, strict=True) if key in done}
+
+def _released(session: Session, runs: set[tuple[str, str]]) -> set[tuple[str, str, str]]:
+    """Return ``(dag_id, run_id, queue_id)`` of the jobs the complete tasks of these runs released."""
+    if not runs:
+        return set()
+    from airflow.models.taskinstance import TaskInstance as TI
+    from airflow.models.xcom import XComModel
+
+    found: set[tuple[str, str, str]] = set()
+    ordered = sorted(runs)
+    for start in range(0, len(ordered), RUNS_PER_QUERY):
+        query = (
+            sa.select(XComModel.dag_id, XComModel.run_id, XComModel.value)
+            .join(
+                TI,
+                sa.and_(
+                    TI.dag_id == XComModel.dag_id,
+                    TI.run_id == XComModel.run_id,
+                    TI.task_id == XComModel.task_id,
+                    TI.map_index == XComModel.map_index,
+                ),
+            )
+            .where(sa.tuple_(TI.dag_id, TI.run_id).in_(ordered[start : start + RUNS_PER_QUERY]))
+            .where(TI.operator == "VeniceVideoCompleteOperator", TI.state == "success")
+            .where(XComModel.key == "return_value")
+        )
+        for dag_id, run_id, value in session.execute(query):
+            result = XComModel.deserialize_value(_Row(value))
+            if isinstance(result, dict) and result.get("completed") is True and result.get("queue_id"):
+                found.add((dag_id, run_id, str(result["queue_id"])))
+    return found
+
+
+@dataclass(frozen=True)
+class _Row:
+    """What ``XComModel.deserialize_value`` reads from a row: its ``value``."""
+
+    value: Any
 
 
 def at_risk(session: Session, records: Iterable[JobEntry]) -> list[AtRisk]:

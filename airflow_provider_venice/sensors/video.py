@@ -132,9 +132,33 @@ class VeniceVideoSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Turn the trigger's event into the sensor's result, or a failure carrying Venice's message."""
-        job = self._watched_job()
+        try:
+            job = job_from_arguments(self.job, self.model, self.queue_id, self.download_url)
+        except InvalidJobError as exc:
+            job = self._job_the_trigger_watched(event, exc)
         event = read_event(event, job)
         return self._result(job, event.get("execution_duration_ms"))
+
+    def _job_the_trigger_watched(self, event: Any, exc: InvalidJobError) -> VeniceJob:
+        """Return the job the event names (a sensor started from the trigger), else fail with ``exc``.
+
+        The triggerer rendered the templated fields to native values (a pulled job is a dict, a missing
+        ``download_url`` is None); a worker renders the same templates to text, which reads as no job.
+        """
+        if not (self.start_from_trigger and isinstance(event, dict) and event.get("queue_id")):
+            raise AirflowFailException(str(exc)) from None
+        try:
+            return job_from_arguments(
+                None,
+                event.get("model"),
+                event.get("queue_id"),
+                event.get("download_url"),
+                event.get("quote_usd"),
+            )
+        except InvalidJobError as from_event:
+            raise AirflowFailException(
+                f"{exc}; the trigger's event names no job either: {from_event}"
+            ) from None
 
     def _watched_job(self) -> VeniceJob:
         try:

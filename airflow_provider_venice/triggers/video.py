@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -142,7 +143,8 @@ class VeniceVideoTrigger(BaseTrigger):
         Airflow 3.3.2 also calls ``on_kill`` when a stalled triggerer loses its triggers to another one
         (apache/airflow#73454), and a job already paid for is best left to finish: a later try resumes it.
         """
-        self.log.info("Venice job %s is left as it is (nothing is cancelled).", self.queue_id)
+        watched = self.queue_id or (self.job.get("queue_id") if isinstance(self.job, dict) else None)
+        self.log.info("Venice job %s is left as it is (nothing is cancelled).", watched)
 
     async def _wait(self) -> dict[str, Any]:
         try:
@@ -176,6 +178,8 @@ class VeniceVideoTrigger(BaseTrigger):
         if self.deadline is None:
             timeout_after = getattr(self, "timeout_after", None)  # set by the triggerer from the deferral
             if timeout_after is not None:
+                if timeout_after.tzinfo is None:  # Airflow keeps it in UTC; a naive one is read as UTC
+                    timeout_after = timeout_after.replace(tzinfo=UTC)
                 self.deadline = timeout_after.timestamp() - DEFERRAL_GRACE_S
             else:
                 self.deadline = time.time() + DEFAULT_WAIT_S

@@ -413,7 +413,7 @@ def test_worker_killed_after_queue_before_defer_resumes_without_paying_again(sta
     assert store.data["venice_job"]["stage"] == "queued"
     stack.venice.emu.advance(600)
     result = run(generate(deferrable=True), store)  # the next try, from the start, on another worker
-    assert result["queue_id"] == deferred.trigger.job.queue_id
+    assert result["queue_id"] == deferred.trigger.watched_job().queue_id
     stack.assert_delivered_once(result, KEY)
     assert len(stack.venice.queue_calls()) == 1
 
@@ -468,7 +468,7 @@ def test_triggerer_killed_while_deferred_resumes_without_queueing(stack: Stack) 
     asyncio.run(run_then_kill())
     stack.venice.emu.advance(600)  # meanwhile the job finishes
     revived = _rebuild(stored)  # another triggerer picks it up from the database
-    assert revived.job == trigger.job
+    assert revived.watched_job() == trigger.watched_job()
     assert revived.deadline == trigger.deadline
     revived.next_poll_at = time.time()
     event = asyncio.run(revived.run().__anext__())
@@ -484,7 +484,7 @@ def test_emulator_restarted_while_waiting_fails_naming_the_job(stack: Stack) -> 
     stack.venice.emu.configure(job_seconds=600)
     store = FakeStore()
     deferred = _deferred(generate(deferrable=True), store)
-    queue_id = deferred.trigger.job.queue_id
+    queue_id = deferred.trigger.watched_job().queue_id
     stack.venice.emu.reset(job_seconds=600)  # every job is lost
     trigger = _rebuild(deferred.trigger.serialize())
     trigger.next_poll_at = time.time()

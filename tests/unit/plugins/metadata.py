@@ -160,14 +160,14 @@ class Seeder:
                 )
             )
 
-    def task_instance(self, task: dict[str, Any], state: str) -> None:
-        """Add a task instance in ``state``."""
+    def task_instance(self, task: dict[str, Any], state: str, operator: str | None = None) -> None:
+        """Add a task instance in ``state`` (of the ``operator`` class, when given)."""
         from airflow.models.taskinstance import TaskInstance
 
         with self.sessions.begin() as session:
             session.execute(
                 sa.insert(TaskInstance.__table__).values(
-                    pool="default_pool", state=state, **{"map_index": -1, **task}
+                    pool="default_pool", state=state, operator=operator, **{"map_index": -1, **task}
                 )
             )
 

@@ -182,7 +182,44 @@ def test_poster_frames_are_served_through_the_app(page, db, moto_s3):
     assert response.headers["content-type"] == "image/jpeg"
 
 
+def delivered(s3: Any, queue_id: str, key: str | None = None) -> None:
+    """Put a video in the bucket the way the operators do: with its queue_id in the metadata."""
+    s3.put_object(
+        Bucket=BUCKET, Key=key or f"{queue_id}.mp4", Body=b"mp4", Metadata={"venice-queue-id": queue_id}
+    )
+
+
+def test_poster_that_is_not_an_image_or_not_beside_its_video_is_not_served(page, db, moto_s3):
+    moto_s3.put_object(Bucket=BUCKET, Key="page.html", Body=b"<script>1</script>", ContentType="text/html")
+    moto_s3.create_bucket(Bucket="elsewhere")
+    moto_s3.put_object(Bucket="elsewhere", Key="p.jpg", Body=b"\xff\xd8", ContentType="image/jpeg")
+    html_poster, other_bucket = db.videos(
+        [
+            video(queue_id="h1", poster_uri=f"s3://{BUCKET}/page.html"),
+            video(queue_id="h2", poster_uri="s3://elsewhere/p.jpg"),
+        ]
+    )
+    client = page()
+    assert client.get(f"/videos/{html_poster}/poster").status_code == 404
+    assert client.get(f"/videos/{other_bucket}/poster").status_code == 404
+
+
+def test_only_a_video_the_operators_delivered_is_signed(page, db, moto_s3):
+    # any task can return {"s3_uri": ...} or add an event through the alias: the page signs nothing for it
+    moto_s3.put_object(Bucket=BUCKET, Key="salaries.csv", Body=b"secret")
+    delivered(moto_s3, "other-job", key="theirs.mp4")
+    db.return_value(task(task_id="g1"), {"s3_uri": f"s3://{BUCKET}/salaries.csv", "queue_id": "q1"})
+    db.return_value(task(task_id="g2"), {"s3_uri": f"s3://{BUCKET}/theirs.mp4", "queue_id": "q2"})
+    (event_id,) = db.videos([video(queue_id="q3", s3_uri=f"s3://{BUCKET}/salaries.csv")])
+    client = page()
+    for task_id in ("g1", "g2"):
+        params = {"dag_id": "dag_a", "run_id": "run_1", "task_id": task_id}
+        assert client.get("/links/video", params=params).status_code == 404
+    assert client.get(f"/videos/{event_id}/play").status_code == 404
+
+
 def test_playing_redirects_to_a_fresh_inline_presigned_url(page, db, moto_s3):
+    delivered(moto_s3, "q1")
     (event_id,) = db.videos([video(queue_id="q1")])
     response = page().get(f"/videos/{event_id}/play")
     assert response.status_code == 307
@@ -279,14 +316,17 @@ def test_a_queue_task_that_handed_its_job_on_is_not_at_risk_once_it_was_settled(
     # step by step: the queue task's record stays at "queued"; a to-S3 task delivered and released it
     db.record(task(run_id="r1", task_id="queue"), job_record("queued", "vps", quote_usd=0.5))
     db.record(task(run_id="r1", task_id="deliver"), job_record("completed", "vps", quote_usd=0.5))
-    # queue -> sensor -> complete: no further record, but the queue task and its whole run succeeded
+    # queue -> sensor -> complete: no further record, but the complete task released that very job
     db.record(task(run_id="r2", task_id="queue"), job_record("queued", "released", quote_usd=0.25))
-    db.task_instance(task(run_id="r2", task_id="queue"), "success")
-    db.dag_run("dag_a", "r2", "success")
-    # the same, but the run failed after queueing (the sensor or the complete task did): still at risk
+    db.task_instance(task(run_id="r2", task_id="complete"), "success", "VeniceVideoCompleteOperator")
+    db.return_value(
+        task(run_id="r2", task_id="complete"), {"model": "wan", "queue_id": "released", "completed": True}
+    )
+    # the run succeeded (a leaf with trigger_rule="all_done"), but nothing delivered or released the job
     db.record(task(run_id="r3", task_id="queue"), job_record("queued", "stranded", quote_usd=2.0))
-    db.task_instance(task(run_id="r3", task_id="queue"), "success")
-    db.dag_run("dag_a", "r3", "failed")
+    db.task_instance(task(run_id="r3", task_id="queue"), "success", "VeniceVideoQueueOperator")
+    db.task_instance(task(run_id="r3", task_id="notify"), "success", "EmptyOperator")
+    db.dag_run("dag_a", "r3", "success")
     client = page({"dag_a"})
     rows = re.findall(r'data-testid="venice-at-risk-row" data-queue-id="(\w*)"', client.get("/at-risk").text)
     assert rows == ["stranded"]
@@ -366,6 +406,7 @@ def test_video_link_redirects_to_the_task_instances_video(page, db, moto_s3):
         task(run_id="manual__2026-01-01T00:00:00+00:00", map_index=1),
         {"s3_uri": f"s3://{BUCKET}/m1.mp4", "queue_id": "m1"},
     )
+    delivered(moto_s3, "m1")
     params = {
         "dag_id": "dag_a",
         "run_id": "manual__2026-01-01T00:00:00+00:00",
@@ -379,6 +420,7 @@ def test_video_link_redirects_to_the_task_instances_video(page, db, moto_s3):
 
 
 def test_video_link_falls_back_to_the_asset_event(page, db, moto_s3):
+    delivered(moto_s3, "q1")
     db.videos([video(queue_id="q1", run_id="run_9", map_index=0)])
     params = {"dag_id": "dag_a", "run_id": "run_9", "task_id": "generate", "map_index": "0"}
     response = page().get("/links/video", params=params)
@@ -412,3 +454,15 @@ def test_links_check_the_dag_may_be_read(page, db):
     client = page()
     assert client.get("/links/video", params=params).status_code == 403
     assert client.get("/links/job", params=params).status_code == 403
+
+
+def test_a_capped_scan_says_so_even_when_the_rows_read_were_other_dags(page, db, monkeypatch):
+    from airflow_provider_venice.plugins import records
+
+    monkeypatch.setattr(records, "SCAN_LIMIT", 3)
+    monkeypatch.setattr(records.all_records, "__defaults__", (3,))
+    for number in range(3):
+        db.record(task("dag_secret", f"s{number}"), job_record("completed", f"s{number}"))
+    db.record(task("dag_a", "r1"), job_record("queued", "mine"))
+    html = page({"dag_a"}).get("/at-risk").text
+    assert "Only the newest job records were read" in html

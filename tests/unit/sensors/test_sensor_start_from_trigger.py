@@ -22,7 +22,7 @@ from airflow_provider_venice.operators.video import VeniceVideoQueueOperator
 from airflow_provider_venice.sensors.start_from_trigger import TRIGGER_TEMPLATE_FIELDS
 from airflow_provider_venice.sensors.video import VeniceVideoSensor
 from airflow_provider_venice.triggers.video import VeniceVideoTrigger
-from airflow_provider_venice.version_compat import AIRFLOW_V_3_3_PLUS, TaskDeferred
+from airflow_provider_venice.version_compat import AIRFLOW_V_3_3_PLUS, AirflowFailException, TaskDeferred
 
 MODEL = "wan-2-7-text-to-video"
 BASE_URL = "https://venice.test/api/v1"
@@ -181,3 +181,29 @@ class _WorkerTI:
 class _RuntimeTI:
     def __init__(self, task: VeniceVideoSensor) -> None:
         self.task, self.task_id = task, task.task_id
+
+
+# --- resumed on a worker: its fields render to text, the trigger's event names the job ------------------
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        # job="{{ ti.xcom_pull(task_ids='queue', map_indexes=-1) }}" rendered by a worker, not natively
+        {"job": "{'model': 'wan-2-7-text-to-video', 'queue_id': 'q-9', 'download_url': None}"},
+        # download_url="{{ dag_run.conf.get('download_url') }}" rendered to the text "None"
+        {"model": MODEL, "queue_id": "q-9", "download_url": "None"},
+    ],
+)
+def test_resumed_from_a_trigger_start_the_job_is_the_one_the_event_names(fields: dict[str, Any]) -> None:
+    s = VeniceVideoSensor(task_id="wait", start_from_trigger=True, **{"model": None, **fields})
+    event = {"status": "success", "message": "video ready", "model": MODEL, "queue_id": "q-9"}
+    result = s.execute_complete({}, {**event, "download_url": None, "execution_duration_ms": 5})  # type: ignore[arg-type]
+    assert (result["model"], result["queue_id"], result["status"]) == (MODEL, "q-9", "COMPLETED")
+
+
+def test_without_start_from_trigger_a_field_that_is_no_job_still_fails_naming_it() -> None:
+    s = VeniceVideoSensor(task_id="wait", job="{'queue_id': 'q-9'}")
+    event = {"status": "success", "message": "video ready", "model": MODEL, "queue_id": "q-9"}
+    with pytest.raises(AirflowFailException, match="job"):
+        s.execute_complete({}, event)  # type: ignore[arg-type]
