@@ -62,7 +62,7 @@ test: lint types system-packages ## every check: lint, types, unit, integration,
 demo: install ## run the text-to-video example DAG end to end (emulator + local S3, or the real services)
 	$(PY) demo/run_demo.py
 
-bench: install ## every benchmark (about 10 minutes); writes BENCHMARKS.md
+bench: install system-packages ## every benchmark (about 45 minutes: the real triggerer and the 500-video batch take most); writes BENCHMARKS.md
 	$(PY) bench/run_all.py
 
 # twine pinned: reproducible, and `uv tool run` serves it from uv's cache once it has been fetched.
