@@ -33,6 +33,7 @@ BENCHMARKS = {
     ),
     "transfer": ("transfer.py", [], ["--size", "64MiB", "--rounds", "1"]),
     "plugin_page": ("plugin_page.py", [], ["--videos", "1000", "--records", "100", "--rounds", "5"]),
+    "poll_cost": ("poll_cost.py", [], ["--polls", "300", "--rounds", "1"]),
     "triggerer_real": ("triggerer_real.py", [], ["--n", "20", "40", "--waits", "2"]),
     "scale_batch": ("scale_batch.py", ["--n", "500"], ["--n", "20", "--low", "10", "--high", "30"]),
 }

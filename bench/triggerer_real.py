@@ -11,11 +11,20 @@ triggerer, the emulator) with a generated DAG folder, then:
    (``start_from_trigger``, 10 tasks per DAG run) while no triggerer runs; then a fresh triggerer
    (capacity raised) takes them all, and after it settles we measure over a window: its RSS (the
    supervisor and the runner), the loop lag of a probe trigger sleeping 50 ms on the same loop, the
-   polls per second at the emulator, and PostgreSQL's commits and statements per second. Venice jobs
+   polls per second at the emulator, and PostgreSQL's commits and statements per second (once every
+   trigger has started and, for Venice, has looked at its job once). Venice jobs
    are 3600 emulated seconds long, started over the last 2500, so some are near their end and polled.
 
 Our share per task = (RSS Venice - RSS baseline) / N; Airflow's = (RSS baseline - RSS idle) / N; the
-marginal share is the slope between the two N. Usage: ``python bench/triggerer_real.py [--n 1000 5000]``.
+marginal share is the slope between the two N.
+
+``--tracemalloc`` (not part of ``make bench``: tracing slows every process) says where the difference
+comes from: the triggerer's runner traces its allocations, the probe trigger dumps a snapshot at the end
+of each window, and the Venice snapshot is compared with the baseline's, file by file: what our
+package's code allocated, and what Airflow allocated for the Venice tasks beyond the baseline's (the
+deserialised DAG copy the 3.3 triggerer keeps per ``start_from_trigger`` task, for instance).
+
+Usage: ``python bench/triggerer_real.py [--n 1000 5000] [--tracemalloc]``.
 """
 
 from __future__ import annotations
@@ -68,7 +77,24 @@ class LagProbeTrigger(BaseTrigger):
                 with open(self.path, "a") as out:  # noqa: ASYNC230 - a few bytes a second
                     out.writelines(f"{at:.3f} {lag:.6f}\n" for at, lag in samples)
                 samples.clear()
+                dump_snapshot_if_asked(self.path)
         yield TriggerEvent(None)  # type: ignore[no-untyped-call]  # never reached
+
+
+def dump_snapshot_if_asked(probe_path: str) -> None:
+    """In a traced runner, dump a tracemalloc snapshot named in ``<probe>.snapshot`` (blocks the loop)."""
+    import gc
+    import tracemalloc
+
+    request = Path(f"{probe_path}.snapshot")
+    if not request.exists():
+        return
+    name = request.read_text().strip()
+    request.unlink()
+    if tracemalloc.is_tracing():
+        gc.collect()
+        tracemalloc.take_snapshot().dump(f"{probe_path}.{name}.tracemalloc")
+    Path(f"{probe_path}.{name}.done").write_text("traced" if tracemalloc.is_tracing() else "not traced")
 
 
 DAG_FILE = textwrap.dedent(
@@ -343,8 +369,40 @@ def xcom_in_triggerer(cluster: Any) -> dict[str, Any]:
     }
 
 
+def take_snapshot(cluster: Any, probe: Path, name: str) -> None:
+    """Ask the probe trigger for a tracemalloc snapshot of the runner; wait until it is written."""
+    Path(f"{probe}.snapshot").write_text(name)
+    done = Path(f"{probe}.{name}.done")
+    wait(cluster, f"the {name} snapshot", done.exists, 600, 1.0)
+    if done.read_text() != "traced":
+        raise RuntimeError("the triggerer's runner is not tracing allocations (PYTHONTRACEMALLOC)")
+
+
+def attribution(probe: Path, n: int, top: int = 8) -> dict[str, Any]:
+    """Venice minus baseline allocations per task, split into our package's code and everything else."""
+    import tracemalloc
+
+    base = tracemalloc.Snapshot.load(f"{probe}.datetime-{n}.tracemalloc")
+    ours = tracemalloc.Snapshot.load(f"{probe}.venice-{n}.tracemalloc")
+    package = str(Path(__file__).resolve().parent.parent / "airflow_provider_venice")
+    by_file = ours.compare_to(base, "filename")
+    in_package = sum(stat.size_diff for stat in by_file if stat.traceback[0].filename.startswith(package))
+    total = sum(stat.size_diff for stat in by_file)
+    lines = [
+        {"where": str(s.traceback[0]), "bytes_per_task": s.size_diff / n, "objects": s.count_diff / n}
+        for s in ours.compare_to(base, "lineno")[:top]
+    ]
+    return {
+        "n": n,
+        "total_kib_per_task": total / n / 1024,
+        "our_code_kib_per_task": in_package / n / 1024,
+        "elsewhere_kib_per_task": (total - in_package) / n / 1024,
+        "top_lines": lines,
+    }
+
+
 def held_phase(
-    cluster: Any, kind: str, n: int, queue_ids: list[str], probe: Path, idle_rss: int
+    cluster: Any, kind: str, n: int, queue_ids: list[str], probe: Path, idle_rss: int, traced: bool = False
 ) -> dict[str, Any]:
     dag_id = f"bench_real_{kind}"
     runs = n // TASKS_PER_RUN
@@ -359,14 +417,19 @@ def held_phase(
     held_sql = f"select count(*) from trigger where triggerer_id = {job_id}"
     wait(cluster, f"the triggerer to hold {n} triggers", lambda: count(cluster, held_sql) >= n + 1, 900)
     picked_s = time.monotonic() - phase_start - scheduled_s
-    # settle: every trigger has started (each writes its own log file), then SETTLE_S more
+    # settle: every trigger has started (each writes its own log file) and, for Venice, has had its first
+    # look at its job (paced: 5,000 first looks take 100 s at 50 a second), then SETTLE_S more
+    from bench._common import emulator_calls
+
+    base_url = cluster.deployment.emulator.url
+    calls_at_pickup = len(emulator_calls(base_url))
     logs = cluster.deployment.home / "logs" / f"dag_id={dag_id}"
     pattern = f"*/*/*.trigger.{job_id}.log"
     wait(cluster, f"{n} triggers started", lambda: len(list(logs.glob(pattern))) >= n, 900, 5)
+    if kind == "venice":
+        wait(cluster, f"{n} first looks", lambda: looked_at(base_url, calls_at_pickup) >= n, 900, 5)
     started_s = time.monotonic() - phase_start - scheduled_s - picked_s
     time.sleep(SETTLE_S)
-    base_url = cluster.deployment.emulator.url
-    from bench._common import emulator_calls
 
     calls_before = len(emulator_calls(base_url))
     commits, statements = pg_counters(cluster)
@@ -374,6 +437,8 @@ def held_phase(
     time.sleep(WINDOW_S)
     window_end = time.time()
     rss = tree_rss(triggerer.pid)
+    if traced:
+        take_snapshot(cluster, probe, f"{kind}-{n}")
     commits_after, statements_after = pg_counters(cluster)
     calls = emulator_calls(base_url)[calls_before:]
     polls = [c for c in calls if c["path"].endswith("/video/retrieve")]
@@ -406,6 +471,14 @@ def held_phase(
     return row
 
 
+def looked_at(base_url: str, since: int) -> int:
+    """How many different jobs the emulator was asked about since its ``since``-th call."""
+    from bench._common import emulator_calls
+
+    retrieves = [c for c in emulator_calls(base_url)[since:] if c["path"].endswith("/video/retrieve")]
+    return len({c["body"]["queue_id"] for c in retrieves if isinstance(c.get("body"), dict)})
+
+
 def _ratio(a: float, b: float) -> float:
     return a / b if b else float("inf")
 
@@ -415,6 +488,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--n", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--waits", type=int, default=8)
     parser.add_argument("--skip-cpu", action="store_true", help="skip the worker CPU measurement")
+    parser.add_argument(
+        "--tracemalloc", action="store_true", help="attribute the per-task memory (slower; not in make bench)"
+    )
     args = parser.parse_args(argv)
 
     from bench._common import save_result, table
@@ -440,6 +516,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "1000000",
             "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "100000",
             "AIRFLOW__SCHEDULER__MAX_DAGRUNS_PER_LOOP_TO_SCHEDULE": "100",
+            **({"PYTHONTRACEMALLOC": "1"} if args.tracemalloc else {}),
         },
     )
     started = time.monotonic()
@@ -460,8 +537,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         idle_rss = tree_rss(idle.pid)  # holding only the probe
         stop_triggerer(cluster)
         rows = [
-            held_phase(cluster, kind, n, queue_ids, probe, idle_rss) for n in sorted(args.n) for kind in KINDS
+            held_phase(cluster, kind, n, queue_ids, probe, idle_rss, args.tracemalloc)
+            for n in sorted(args.n)
+            for kind in KINDS
         ]
+    traced = [attribution(probe, n) for n in sorted(args.n)] if args.tracemalloc else []
     by = {(row["kind"], row["n"]): row for row in rows}
     summary = []
     for n in sorted(args.n):
@@ -532,6 +612,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"worker CPU per wait: deferring from the worker {w:.2f}s, start_from_trigger {t:.2f}s, "
             f"saved {cpu['saved_cpu_s_per_wait']:.2f}s (x{cpu['ratio_worker_vs_trigger']:.1f})"
         )
+    for found in traced:
+        print(
+            f"\ntraced N={found['n']}: Venice - baseline {found['total_kib_per_task']:.1f} KiB/task: "
+            f"{found['our_code_kib_per_task']:.1f} allocated by our package's code, "
+            f"{found['elsewhere_kib_per_task']:.1f} elsewhere; largest lines (bytes/task):"
+        )
+        for line in found["top_lines"]:
+            print(f"  {line['bytes_per_task']:8.0f}  {line['objects']:6.1f} objects  {line['where']}")
     result = {
         "idle_rss_mib": idle_rss / 2**20,
         "rows": rows,
@@ -540,8 +628,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "worker_cpu": cpu,
         "xcom_in_triggerer": xcom,
         "tasks_per_run": TASKS_PER_RUN,
+        "tracemalloc": traced,
     }
-    path = save_result("triggerer_real", result)
+    path = save_result("triggerer_real_traced" if args.tracemalloc else "triggerer_real", result)
     print(f"saved {path}")
     return result
 

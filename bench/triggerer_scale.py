@@ -298,7 +298,12 @@ def run_case(impl: str, mode: str, n: int, args: argparse.Namespace, workdir: Pa
         name = f"{impl}-{mode}-{n}"
         jobs_file, out_file = workdir / f"jobs-{name}.json", workdir / f"out-{name}.json"
         jobs_file.write_text(json.dumps(jobs))
-        env = child_env(AIRFLOW_CONN_VENICE_DEFAULT=venice_connection_env(emulator.url))
+        # pacing off: this measures what the trigger and client cost per poll, against the naive loop
+        # (the pacer's effect on a real triggerer is in triggerer_real.py)
+        env = child_env(
+            AIRFLOW_CONN_VENICE_DEFAULT=venice_connection_env(emulator.url),
+            AIRFLOW__VENICE__TRIGGER_POLLS_PER_SECOND="0",
+        )
         cap = args.start_cap
         command = [PY, __file__, "--child", impl, mode, str(jobs_file), str(out_file), emulator.url]
         command += [str(args.settle), str(args.window), str(cap)]

@@ -3,7 +3,9 @@
 Private models answer ``/video/queue`` with a ``download_url`` valid for 24 hours; the finished video
 is fetched from there (never with the API key), then the link is deleted and the job completed. The
 separate tasks show each stage, handing the job on as a native value (``job=queue.output``);
-``VeniceGenerateVideoOperator`` does the same in one task.
+``VeniceGenerateVideoOperator`` does the same in one task. The wait starts in the triggerer straight
+from the scheduler (``start_from_trigger=True``, Airflow 3.3): no worker runs until the video is
+ready. Airflow 3.1 and 3.2, and ``airflow dags test``, run it on a worker first, which then defers.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ with DAG(
     quote = VeniceVideoQuoteOperator(task_id="quote", **request)
     queue = VeniceVideoQueueOperator(task_id="queue", max_usd=1.50, **request)
     # The job travels as a native value: the sensor waits in the triggerer, then hands the job on.
-    wait = VeniceVideoSensor(task_id="wait", job=queue.output, timeout=3600)
+    wait = VeniceVideoSensor(task_id="wait", job=queue.output, timeout=3600, start_from_trigger=True)
     deliver = VeniceVideoToS3Operator(
         task_id="deliver",
         job=wait.output,

@@ -52,7 +52,8 @@ USER_AGENT = (
     f"airflow-provider-venice/{__version__} httpx/{httpx.__version__} python/{platform.python_version()}"
 )
 # Connections per client, all kept alive: a triggerer's thousands of waiting jobs share these few.
-POOL_SIZE = 20
+# httpcore checks every pooled connection on each request, so a bigger pool costs loop time per poll.
+POOL_SIZE = 8
 MAX_ERROR_BODY = 64 * 1024
 MAX_STATUS_BODY = 1024 * 1024
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)

@@ -49,7 +49,13 @@ def as_trigger_value(field: str, value: Any) -> Any:
 def start_trigger_args(fields: dict[str, Any], timeout: Any, window_interval_s: float) -> StartTriggerArgs:
     """Return the ``StartTriggerArgs`` for a sensor with these ``fields`` and ``timeout`` (seconds)."""
     seconds = timeout.total_seconds() if hasattr(timeout, "total_seconds") else timeout
-    kwargs = {name: as_trigger_value(name, fields.get(name)) for name in TRIGGER_TEMPLATE_FIELDS}
+    # Fields not given are left out (the trigger's defaults are None): every waiting task's trigger
+    # keeps its own decoded copy of these arguments in the triggerer.
+    kwargs = {
+        name: as_trigger_value(name, fields[name])
+        for name in TRIGGER_TEMPLATE_FIELDS
+        if fields.get(name) is not None
+    }
     # No deadline: the trigger takes Airflow's absolute timeout for the deferral, less the same grace.
     return StartTriggerArgs(
         trigger_cls=VeniceVideoTrigger.classpath(),

@@ -81,6 +81,12 @@ class VeniceVideoSensor(BaseSensorOperator):
                 {**fields, "venice_conn_id": venice_conn_id}, self.timeout, window_interval_s
             )
             self.start_from_trigger = True
+            # The triggerer keeps a deserialised copy of this task's DAG per waiting task; a template
+            # field left out of the serialised task is added back as None, which costs each copy of
+            # this sensor a larger attribute dict. Fields not given (None) render to None anyway.
+            self.template_fields = tuple(
+                name for name in self.template_fields if getattr(self, name) is not None
+            )
 
     @cached_property
     def hook(self) -> VeniceHook:

@@ -3,9 +3,9 @@
 It only ever reads ``/video/retrieve`` (the paid ``/video/queue`` happens on the worker), never asks
 Venice to delete media, never downloads the video body, and does nothing to the job in ``cleanup()``
 or ``on_kill()``: a trigger that another triggerer took over, or that runs twice for a while, cannot
-harm the job. One async client is shared by every trigger on the triggerer's event loop. Its deadline,
-next poll time and error count are in its keyword arguments, so a trigger restarted elsewhere keeps
-its rhythm.
+harm the job. One async client and one pacer of polls (:mod:`.pacing`) are shared by every trigger on
+the triggerer's event loop. Its deadline, next poll time and error count are in its keyword arguments,
+so a trigger restarted elsewhere keeps its rhythm.
 """
 
 from __future__ import annotations
@@ -21,12 +21,15 @@ from airflow_provider_venice.client import DEFAULT_POLL_POLICY
 from airflow_provider_venice.hooks.venice import VeniceHook
 from airflow_provider_venice.job import InvalidJobError, VeniceJob, job_from_arguments
 from airflow_provider_venice.lifecycle.poll import DEFERRAL_GRACE_S, Poller
+from airflow_provider_venice.triggers.pacing import shared_pacer
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 # Without a deadline and without Airflow's ``timeout_after`` (a trigger built by hand): wait a week.
 DEFAULT_WAIT_S = 7 * 24 * 3600.0
+# A waiting job's progress is logged at most this often (errors always are).
+PROGRESS_LOG_EVERY_S = 300.0
 JOB_FIELDS = ("job", "model", "queue_id", "download_url", "quote_usd", "request_fingerprint")
 
 
@@ -159,8 +162,10 @@ class VeniceVideoTrigger(BaseTrigger):
                 f"cannot use connection {self.venice_conn_id!r} to watch Venice job {job.queue_id}: {exc}"
             )
             return {**self._event("error", message, poller), "retryable": True}
+        pacer, progress = shared_pacer(), ProgressLog()
         while True:
             await asyncio.sleep(max(0.0, min(self.next_poll_at, poller.deadline) - time.time()))
+            await pacer.turn()
             decision = await poller.acheck(client)
             if decision.action == "done":
                 return self._event("success", "video ready", poller)
@@ -168,11 +173,16 @@ class VeniceVideoTrigger(BaseTrigger):
                 return self._event("error", str(poller.failure(decision.message)), poller)
             if poller.past_deadline():
                 return self._event("timeout", str(poller.timeout()), poller)
+            recovered = self.errors_in_row > 0 and poller.errors_in_row == 0
             self.next_poll_at = time.time() + decision.delay_s
             self.errors_in_row = poller.errors_in_row
-            self.log.info(
-                "Venice job %s: %s; next check in %.0fs.", job.queue_id, decision.message, decision.delay_s
-            )
+            if progress.worth_logging(decision.status is None or recovered):
+                self.log.info(
+                    "Venice job %s: %s; next check in %.0fs.",
+                    job.queue_id,
+                    decision.message,
+                    decision.delay_s,
+                )
 
     def _deadline(self) -> float:
         if self.deadline is None:
@@ -192,6 +202,26 @@ class VeniceVideoTrigger(BaseTrigger):
             fields = poller.job.to_xcom()
         duration = poller.execution_duration_ms if poller else None
         return {"status": status, "message": message, **fields, "execution_duration_ms": duration}
+
+
+class ProgressLog:
+    """When a waiting trigger writes a line: the first look, every error, otherwise every few minutes.
+
+    Each line a trigger logs wakes the triggerer's supervisor loop, and every wake-up queries the
+    metadata database, so a line per poll from thousands of waiting jobs becomes a steady database load.
+    """
+
+    def __init__(self, every_s: float = PROGRESS_LOG_EVERY_S, clock: Any = time.monotonic) -> None:
+        self.every_s, self._clock = every_s, clock
+        self._last: float | None = None
+
+    def worth_logging(self, news: bool) -> bool:
+        """Whether to log this look at the job (``news``: an error, or the first answer after errors)."""
+        now = self._clock()
+        if news or self._last is None or now - self._last >= self.every_s:
+            self._last = now
+            return True
+        return False
 
 
 def _plain(value: Any) -> Any:

@@ -28,6 +28,7 @@ QUOTE = "/api/v1/video/quote"
 COMPLETE = "/api/v1/video/complete"
 RETRIEVE = "/api/v1/video/retrieve"
 RETRY_AFTER_S = 3
+JOB_SECONDS = RETRY_AFTER_S + 12
 RETRIED = re.compile(r"retrying /video/retrieve in ([0-9.]+) s after 429")
 
 
@@ -47,11 +48,11 @@ def test_step_by_step_dag_pays_once_and_completes(
     duration: str,
     rate_limited: bool,
 ) -> None:
+    # The job takes much longer than a loaded CI machine can spend between the queue task and the
+    # sensor's first look (more than 3 s was seen), so the sensor finds it processing and defers; when
+    # Venice is rate limited at that first look, the pause it asks for is also well inside the job.
+    emulator.configure(job_seconds=JOB_SECONDS)
     if rate_limited:
-        # Venice is rate limited at the sensor's first look, asking for a few seconds' pause; the job
-        # takes much longer than that (a loaded CI machine can spend several seconds between the
-        # queue task and the sensor's first look), so the sensor still finds it processing and defers.
-        emulator.configure(job_seconds=RETRY_AFTER_S + 12)
         emulator.add_faults({"endpoint": "/video/retrieve", "status": 429, "retry_after": RETRY_AFTER_S})
     run = dags_test("venice_it_step_by_step", VENICE_IT_MODEL=model, VENICE_IT_DURATION=duration)
     assert run.succeeded, run.tail()

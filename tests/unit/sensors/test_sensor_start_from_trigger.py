@@ -56,20 +56,44 @@ def test_start_trigger_args_name_the_trigger_and_its_templated_fields() -> None:
     assert (args.trigger_cls, args.next_method, args.next_kwargs) == (CLASSPATH, "execute_complete", None)
     assert args.timeout == timedelta(seconds=3600 + DEFERRAL_GRACE_S)
     kwargs = args.trigger_kwargs
-    assert kwargs == {
-        "job": None,
+    assert kwargs == {  # the fields not given (job, download_url) are left out: the trigger's are None
         "model": MODEL,
         "queue_id": "{{ dag_run.conf['queue_id'] }}",
-        "download_url": None,
         "venice_conn_id": "venice_other",
         "window_interval_s": 2.5,
     }
     assert json.loads(json.dumps(kwargs)) == kwargs
     trigger = VeniceVideoTrigger(**kwargs)  # what the triggerer builds, before rendering
+    assert (trigger.job, trigger.download_url) == (None, None)
     # the triggerer renders operator template_fields that are trigger kwargs *and* trigger attributes
     shared = [f for f in s.template_fields if f in kwargs and hasattr(trigger, f)]
-    assert sorted(shared) == sorted(TRIGGER_TEMPLATE_FIELDS)
+    assert sorted(shared) == ["model", "queue_id", "venice_conn_id"]
     assert trigger.queue_id == "{{ dag_run.conf['queue_id'] }}"
+
+
+@pytest.mark.parametrize(
+    ("given", "templated"),
+    [
+        ({"model": MODEL, "queue_id": "q-{{ ds }}"}, ["model", "queue_id", "venice_conn_id"]),
+        ({"job": "{{ ti.xcom_pull(task_ids='queue') }}"}, ["job", "venice_conn_id"]),
+        (
+            {"model": MODEL, "queue_id": "q-1", "download_url": "{{ params.url }}"},
+            ["model", "queue_id", "download_url", "venice_conn_id"],
+        ),
+    ],
+)
+def test_only_the_fields_given_are_templated_and_handed_to_the_trigger(
+    given: dict[str, Any], templated: list[str]
+) -> None:
+    """A field left out of the serialised task comes back as None in every DAG copy the triggerer keeps
+    per waiting task, at the cost of a larger attribute dict each: fields not given are not templated."""
+    s = VeniceVideoSensor(task_id="wait", start_from_trigger=True, **given)
+    assert list(s.template_fields) == templated
+    assert s.start_trigger_args is not None
+    kwargs = s.start_trigger_args.trigger_kwargs or {}
+    assert sorted(kwargs) == sorted([*templated, "window_interval_s"])
+    plain = VeniceVideoSensor(task_id="plain", **given)  # without start_from_trigger: the class's fields
+    assert plain.template_fields == VeniceVideoSensor.template_fields == TRIGGER_TEMPLATE_FIELDS
 
 
 def test_task_outputs_become_xcom_pull_templates_with_the_dependency_kept() -> None:
@@ -135,7 +159,7 @@ def test_the_triggerer_keeps_exactly_the_shared_template_fields() -> None:
     assert args is not None
     trigger = VeniceVideoTrigger(**(args.trigger_kwargs or {}))
     trigger.task_instance = _RuntimeTI(s)  # type: ignore[assignment]
-    assert sorted(trigger.template_fields) == sorted(TRIGGER_TEMPLATE_FIELDS)
+    assert sorted(trigger.template_fields) == ["model", "queue_id", "venice_conn_id"]
 
 
 # --- fallback: the sensor runs on a worker anyway -------------------------------------------------------

@@ -17,12 +17,13 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 
 from airflow_provider_venice.hooks.venice import register_transports, unregister_transports
 from airflow_provider_venice.job import VeniceJob
 from airflow_provider_venice.lifecycle.poll import DEFERRAL_GRACE_S, Poller
 from airflow_provider_venice.testing import VeniceEmulator
-from airflow_provider_venice.triggers.video import DEFAULT_WAIT_S, VeniceVideoTrigger
+from airflow_provider_venice.triggers.video import DEFAULT_WAIT_S, ProgressLog, VeniceVideoTrigger
 from airflow_provider_venice.version_compat import AIRFLOW_V_3_3_PLUS
 
 T2V = "wan-2-7-text-to-video"  # the emulator's estimate for it is 0.8 x the true length
@@ -568,3 +569,47 @@ class _XComTI:
 class _Run:
     def __init__(self, conf: dict[str, Any]) -> None:
         self.conf = conf
+
+
+# --- how much a waiting trigger logs ----------------------------------------------------------------
+
+
+def progress_lines(logs: list[dict[str, Any]]) -> list[str]:
+    return [str(entry["event"]) for entry in logs if "next check in" in str(entry.get("event", ""))]
+
+
+def test_progress_is_logged_at_the_first_look_and_then_every_few_minutes(emulator: VeniceEmulator) -> None:
+    """Each line a trigger logs wakes the triggerer's supervisor, which queries the metadata database."""
+    job = queue(emulator)
+    emulator.advance(6)  # 4 s before the end of a 10 s job: looks a second apart
+    with structlog.testing.capture_logs() as logs:
+        [event] = run(trigger(job), emulator)
+    assert event["status"] == "success"
+    assert len(retrieves(emulator)) >= 4  # at least three answers still processing, then the video
+    [line] = progress_lines(logs)
+    assert "processing for 6s" in line
+
+
+def test_an_error_and_the_recovery_after_it_are_always_logged(emulator: VeniceEmulator) -> None:
+    job = queue(emulator)
+    emulator.advance(5)  # 5 s before the end of a 10 s job: looks a second apart
+    fail_next = {"endpoint": "/video/retrieve", "status": 503, "retry_after": 1}
+    with structlog.testing.capture_logs() as logs:
+        [event] = run(trigger(job), emulator, {1: lambda: emulator.add_faults(fail_next)})
+    assert event["status"] == "success"
+    assert [call["status"] for call in retrieves(emulator)][:4] == [200, 503, 200, 200]
+    lines = progress_lines(logs)
+    assert len(lines) == 3, lines  # the first look, the 503, the first answer after it; not the 4th look
+    assert "transient error" in lines[1]
+    assert "processing for" in lines[2]
+
+
+def test_progress_log_rhythm() -> None:
+    now = [0.0]
+    progress = ProgressLog(every_s=300, clock=lambda: now[0])
+    seen = []
+    for step in range(0, 700, 50):
+        now[0] = float(step)
+        seen.append(progress.worth_logging(news=step == 100))
+    logged = [step for step, yes in zip(range(0, 700, 50), seen, strict=True) if yes]
+    assert logged == [0, 100, 400]  # the first, the news, then 300 s after the last line
